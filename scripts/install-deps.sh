@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every system package Ferry builds, tests and benchmarks with, pinned to Debian 12's versions.
+# Safe to run again: apt skips what is already there.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+
+packages=(
+  # build toolchain
+  build-essential=12.9 cmake ninja-build ccache pkg-config git
+  clang-14 libclang-rt-14-dev
+  # C++ libraries (Debian 12 versions; Boost 1.81 is the one with the Beast we target)
+  libboost1.81-dev=1.81.0-5+deb12u1
+  libopencv-dev=4.6.0+dfsg-12
+  libsimdjson-dev=3.0.1-1
+  libfmt-dev=9.1.0+ds1-2
+  libspdlog-dev=1:1.10.0+ds-0.4
+  libcli11-dev=2.1.2+ds-1
+  libyaml-cpp-dev=0.7.0+dfsg-8+b1
+  prometheus-cpp-dev=1.0.1-1
+  libsqlite3-dev
+  libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2
+  libbenchmark-dev=1.7.1-1
+  nlohmann-json3-dev=3.11.2-2
+  # Python for tooling and protocol tests (packages come from PyPI into a venv)
+  python3 python3-venv python3-pip
+  # model-making (PyTorch -> ONNX) and benchmark peers
+  python3-torch=1.13.1+dfsg-4 libopenblas0-pthread
+  wrk=4.1.0-3+b2 nginx-light
+  curl procps
+)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}"

@@ -1,0 +1,213 @@
+#include "api/inference_service.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "common/json_writer.h"
+
+namespace ferry {
+namespace {
+
+int64_t MicrosSince(SteadyTime start) {
+  return std::chrono::duration_cast<Micros>(std::chrono::steady_clock::now() - start).count();
+}
+
+bool DimsMatch(const Shape& declared, const Shape& actual, size_t offset) {
+  if (actual.size() != declared.size() + offset) return false;
+  for (size_t i = 0; i < declared.size(); ++i) {
+    if (declared[i] != -1 && declared[i] != actual[i + offset]) return false;
+  }
+  return true;
+}
+
+// A request timeout, in microseconds, from the OIP "timeout" parameter (Triton's spelling).
+Result<std::optional<int64_t>> RequestTimeoutUs(const Parameters& params) {
+  auto it = params.find("timeout");
+  if (it == params.end()) return std::optional<int64_t>();
+  const int64_t* value = std::get_if<int64_t>(&it->second);
+  if (value == nullptr || *value < 0) return InvalidArgument("parameter 'timeout' must be a non-negative integer (us)");
+  return std::optional<int64_t>(*value);
+}
+
+void WriteTensorSpecs(JsonWriter& w, const ModelConfig& config, const std::vector<TensorSpec>& specs) {
+  w.BeginArray();
+  for (const TensorSpec& spec : specs) {
+    w.BeginObject().Key("name").String(spec.name).Key("datatype").String(DataTypeName(spec.dtype)).Key("shape");
+    w.BeginArray();
+    if (config.max_batch_size > 0) w.Int(-1);
+    for (int64_t d : spec.dims) w.Int(d);
+    w.EndArray().EndObject();
+  }
+  w.EndArray();
+}
+
+}  // namespace
+
+Result<int64_t> ParseVersion(std::string_view text) {
+  int64_t v = 0;
+  if (text.empty() || text.size() > 18 || text[0] == '0') {
+    return InvalidArgument(fmt::format("version must be a positive integer, got '{}'", text.substr(0, 64)));
+  }
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v <= 0) {
+    return InvalidArgument(fmt::format("version must be a positive integer, got '{}'", text.substr(0, 64)));
+  }
+  return v;
+}
+
+Result<int64_t> ValidateAndOrderInputs(const ModelConfig& config, std::vector<Tensor>* inputs) {
+  const bool batched = config.max_batch_size > 0;
+  std::vector<Tensor> ordered;
+  ordered.reserve(config.inputs.size());
+  for (const Tensor& t : *inputs) {
+    bool known = std::any_of(config.inputs.begin(), config.inputs.end(),
+                             [&](const TensorSpec& s) { return s.name == t.name; });
+    if (!known) return InvalidArgument(fmt::format("unexpected input '{}' for model '{}'", t.name, config.name));
+  }
+  int64_t batch = 1;
+  for (size_t i = 0; i < config.inputs.size(); ++i) {
+    const TensorSpec& spec = config.inputs[i];
+    auto it = std::find_if(inputs->begin(), inputs->end(), [&](const Tensor& t) { return t.name == spec.name; });
+    if (it == inputs->end()) return InvalidArgument(fmt::format("missing input '{}' for model '{}'", spec.name, config.name));
+    if (it->dtype != spec.dtype) {
+      return InvalidArgument(fmt::format("input '{}' has datatype {}, the model expects {}", spec.name,
+                                         DataTypeName(it->dtype), DataTypeName(spec.dtype)));
+    }
+    if (!DimsMatch(spec.dims, it->shape, batched ? 1 : 0)) {
+      return InvalidArgument(fmt::format("input '{}' has shape {}, the model expects {}", spec.name,
+                                         ShapeToString(it->shape), ShapeToString(FullShape(config, spec, std::nullopt))));
+    }
+    if (batched) {
+      const int64_t rows = it->shape[0];
+      if (rows < 1 || rows > config.max_batch_size) {
+        return InvalidArgument(fmt::format("input '{}' has batch size {}, the model accepts 1 to {}", spec.name, rows,
+                                           config.max_batch_size));
+      }
+      if (i > 0 && rows != batch) {
+        return InvalidArgument(fmt::format("input '{}' has batch size {}, other inputs have {}", spec.name, rows, batch));
+      }
+      batch = rows;
+    }
+    ordered.push_back(std::move(*it));
+  }
+  *inputs = std::move(ordered);
+  return batch;
+}
+
+void InferenceService::Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
+                             std::shared_ptr<CancelToken> cancel, InferDone done) {
+  const SteadyTime start = std::chrono::steady_clock::now();
+  Result<ModelHandle> handle = manager_->Get(model, version);
+  if (!handle.ok()) return done(handle.status());
+  const ModelConfig& config = (*handle)->config();
+
+  for (const RequestedOutput& out : request.outputs) {
+    bool known = std::any_of(config.outputs.begin(), config.outputs.end(),
+                             [&](const TensorSpec& s) { return s.name == out.name; });
+    if (!known) return done(InvalidArgument(fmt::format("unknown output '{}' requested from model '{}'", out.name, model)));
+  }
+  Result<int64_t> batch = ValidateAndOrderInputs(config, &request.inputs);
+  if (!batch.ok()) return done(batch.status());
+  Result<std::optional<int64_t>> timeout_us = RequestTimeoutUs(request.parameters);
+  if (!timeout_us.ok()) return done(timeout_us.status());
+  const int64_t effective_timeout = timeout_us->value_or(config.default_timeout_us);
+
+  struct Shared {
+    InferRequest request;
+    InferDone done;
+  };
+  auto shared = std::make_shared<Shared>(Shared{std::move(request), std::move(done)});
+
+  InferenceTask task;
+  task.inputs = std::move(shared->request.inputs);
+  task.batch_size = *batch;
+  task.cancel = std::move(cancel);
+  if (effective_timeout > 0) task.deadline = start + Micros(effective_timeout);
+
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    ModelHandle servable = *handle;
+    ModelMetrics& metrics = metrics_->For(std::string(model), std::to_string(servable->version()));
+    task.on_complete = [shared, servable, &metrics, start, rows = *batch](Result<std::vector<Tensor>> outputs, const TaskTimings& t) {
+      metrics.queue_us->Observe(static_cast<double>(t.queue_us));
+      if (!outputs.ok()) {
+        metrics.failure->Increment();
+        return shared->done(outputs.status());
+      }
+      InferResponse response;
+      response.model_name = servable->config().name;
+      response.model_version = std::to_string(servable->version());
+      response.id = std::move(shared->request.id);
+      const InferRequest& req = shared->request;
+      if (req.outputs.empty()) {
+        response.outputs = std::move(outputs).value();
+        response.binary_outputs.assign(response.outputs.size(), req.binary_data_output);
+      } else {
+        for (const RequestedOutput& wanted : req.outputs) {
+          for (Tensor& produced : *outputs) {
+            if (produced.name == wanted.name) {
+              response.outputs.push_back(produced);
+              response.binary_outputs.push_back(wanted.binary_data.value_or(req.binary_data_output));
+            }
+          }
+        }
+      }
+      metrics.success->Increment();
+      metrics.inference_count->Increment(static_cast<double>(rows));
+      // Each task owns rows/batch of its execution, so the counter sums to one per backend run.
+      if (t.batch_size > 0) metrics.execution_count->Increment(static_cast<double>(rows) / t.batch_size);
+      metrics.compute_us->Observe(static_cast<double>(t.compute_us));
+      metrics.batch_size->Observe(static_cast<double>(t.batch_size));
+      metrics.request_us->Observe(static_cast<double>(MicrosSince(start)));
+      shared->done(std::move(response));
+    };
+    Status submitted = servable->scheduler().Submit(std::move(task));
+    if (submitted.ok()) return;
+    // A version swapped out between Get and Submit: the new one takes the request.
+    if (submitted.code() == StatusCode::kUnavailable && servable->retired()) {
+      Result<ModelHandle> fresh = manager_->Get(model, version);
+      if (fresh.ok() && *fresh != servable) {
+        handle = std::move(fresh);
+        continue;
+      }
+    }
+    metrics.failure->Increment();
+    return shared->done(submitted);
+  }
+  shared->done(Unavailable(fmt::format("model '{}' is being reloaded", model)));
+}
+
+Status InferenceService::ModelReady(std::string_view model, std::optional<int64_t> version) const {
+  return manager_->Get(model, version).status();
+}
+
+Result<std::string> InferenceService::ModelMetadataJson(std::string_view model, std::optional<int64_t> version) const {
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, version));
+  const ModelConfig& config = handle->config();
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("name").String(config.name).Key("versions").BeginArray();
+  for (const VersionStatus& s : manager_->Index()) {
+    if (s.model == config.name && s.state == VersionState::kReady) w.String(std::to_string(s.version));
+  }
+  w.EndArray().Key("platform").String(config.platform).Key("inputs");
+  WriteTensorSpecs(w, config, config.inputs);
+  w.Key("outputs");
+  WriteTensorSpecs(w, config, config.outputs);
+  w.EndObject();
+  return out;
+}
+
+Result<std::string> InferenceService::ModelConfigJson(std::string_view model, std::optional<int64_t> version) const {
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, version));
+  return ModelConfigToTritonJson(handle->config());
+}
+
+void InferenceService::UpdateGauges() const {
+  for (const ModelHandle& h : manager_->ReadyHandles()) {
+    metrics_->For(h->config().name, std::to_string(h->version()))
+        .queue_depth->Set(static_cast<double>(h->scheduler().QueueDepth()));
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,47 @@
+#pragma once
+// Online inference, transport-neutral: validates a decoded request against the model's config, hands
+// it to the model's scheduler and builds the response. Also the per-model metadata views of OIP v2.
+// Never calls a backend directly. Thread-safe.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/cancel_token.h"
+#include "lifecycle/model_manager.h"
+#include "metrics/serving_metrics.h"
+#include "tensor/infer_message.h"
+
+namespace ferry {
+
+// Parses a version path segment: a positive decimal integer without sign or leading zeros.
+Result<int64_t> ParseVersion(std::string_view text);
+
+class InferenceService {
+ public:
+  using InferDone = std::function<void(Result<InferResponse>)>;
+
+  InferenceService(ModelManager* manager, ServingMetrics* metrics) : manager_(manager), metrics_(metrics) {}
+
+  // Calls `done` exactly once: inline for requests refused up front, else on an executor thread.
+  void Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
+             std::shared_ptr<CancelToken> cancel, InferDone done);
+
+  Status ModelReady(std::string_view model, std::optional<int64_t> version) const;
+  // GET /v2/models/{m}[/versions/{v}]
+  Result<std::string> ModelMetadataJson(std::string_view model, std::optional<int64_t> version) const;
+  // GET /v2/models/{m}[/versions/{v}]/config: Triton's JSON model configuration.
+  Result<std::string> ModelConfigJson(std::string_view model, std::optional<int64_t> version) const;
+  // Refreshes queue-depth gauges before a scrape.
+  void UpdateGauges() const;
+
+ private:
+  ModelManager* manager_;
+  ServingMetrics* metrics_;
+};
+
+// Checks the request against the config and puts inputs in config order. Returns the batch size
+// (1 for models without a batch dimension). Exposed for tests.
+Result<int64_t> ValidateAndOrderInputs(const ModelConfig& config, std::vector<Tensor>* inputs);
+
+}  // namespace ferry

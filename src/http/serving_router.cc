@@ -1,0 +1,197 @@
+#include "http/serving_router.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "api/status_mapping.h"
+#include "tensor/infer_codec.h"
+
+namespace ferry {
+namespace {
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    if (path[pos] == '/') {
+      ++pos;
+      continue;
+    }
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    parts.push_back(path.substr(pos, end - pos));
+    pos = end;
+  }
+  return parts;
+}
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse MethodNotAllowed(std::string_view allowed) {
+  HttpResponse r = Json(405, EncodeErrorJson(fmt::format("method not allowed; use {}", allowed)));
+  r.headers.emplace_back("Allow", std::string(allowed));
+  return r;
+}
+
+HttpResponse FromResult(const Result<std::string>& result) {
+  return result.ok() ? Json(200, result.value()) : ErrorResponse(result.status());
+}
+
+}  // namespace
+
+HttpResponse ErrorResponse(const Status& status) {
+  HttpResponse r = Json(HttpStatusFor(status.code()), EncodeErrorJson(status.message()));
+  if (int retry = RetryAfterSecondsFor(status.code()); retry > 0) {
+    r.headers.emplace_back("Retry-After", std::to_string(retry));
+  }
+  return r;
+}
+
+ServingRouter::ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin,
+                             ServingMetrics* metrics)
+    : options_(options), inference_(inference), admin_(admin), metrics_(metrics) {}
+
+ServingRouter::~ServingRouter() { admin_pool_.Stop(); }
+
+size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) const {
+  if (method == "POST" && path.size() >= 6 && path.substr(path.size() - 6) == "/infer") {
+    return options_.max_infer_body_bytes;
+  }
+  return options_.max_other_body_bytes;
+}
+
+void ServingRouter::OnRejected(int status) { metrics_->CountHttpRequest("rejected", status); }
+
+void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) {
+  std::vector<std::string_view> parts = SplitPath(request.Path());
+  const std::string& method = request.method;
+  // Count every answer by route class; the responder is called exactly once.
+  std::string route = parts.size() >= 3 && parts[0] == "v2" && parts[1] == "models" && parts.back() == "infer"
+                          ? "infer" : (parts.size() >= 2 ? std::string(parts[1]) : "other");
+  HttpResponder counted = [this, route = std::move(route), respond = std::move(respond)](HttpResponse&& r) {
+    metrics_->CountHttpRequest(route, r.status);
+    respond(std::move(r));
+  };
+
+  if (parts.size() == 1 && parts[0] == "metrics") {
+    if (method != "GET") return counted(MethodNotAllowed("GET"));
+    inference_->UpdateGauges();
+    HttpResponse r = Json(200, metrics_->Render());
+    r.content_type = "text/plain; version=0.0.4";
+    return counted(std::move(r));
+  }
+  if (parts.empty() || parts[0] != "v2") {
+    return counted(Json(404, EncodeErrorJson("not found; Ferry serves /v2/... (KServe v2) and /metrics")));
+  }
+  if (parts.size() == 1) {
+    if (method != "GET") return counted(MethodNotAllowed("GET"));
+    return counted(Json(200, admin_->ServerMetadataJson()));
+  }
+  if (parts[1] == "health" && parts.size() == 3) {
+    if (method != "GET") return counted(MethodNotAllowed("GET"));
+    if (parts[2] == "live") return counted(Json(200, "{\"live\":true}"));
+    if (parts[2] == "ready") {
+      return counted(admin_->Ready() ? Json(200, "{\"ready\":true}")
+                                     : ErrorResponse(Unavailable("the server is not ready")));
+    }
+  }
+  if (parts[1] == "models" && parts.size() >= 3) return HandleModelRoute(std::move(request), parts, cancel, counted);
+  if (parts[1] == "repository") return HandleRepositoryRoute(request, parts, counted);
+  counted(Json(404, EncodeErrorJson("not found")));
+}
+
+void ServingRouter::HandleModelRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
+                                     std::shared_ptr<CancelToken> cancel, HttpResponder& respond) {
+  // /v2/models/{m}[/versions/{v}][/ready|/config|/infer]
+  const std::string model(parts[2]);
+  std::optional<int64_t> version;
+  size_t next = 3;
+  if (parts.size() >= 5 && parts[3] == "versions") {
+    Result<int64_t> v = ParseVersion(parts[4]);
+    if (!v.ok()) return respond(ErrorResponse(v.status()));
+    version = *v;
+    next = 5;
+  }
+  const std::string_view action = next < parts.size() ? parts[next] : std::string_view();
+  if (next + 1 < parts.size() || (next < parts.size() && action != "ready" && action != "config" && action != "infer")) {
+    return respond(Json(404, EncodeErrorJson("not found")));
+  }
+  const std::string& method = request.method;
+  if (action == "infer") {
+    if (method != "POST") return respond(MethodNotAllowed("POST"));
+    return Infer(std::move(request), model, version, std::move(cancel), respond);
+  }
+  if (method != "GET") return respond(MethodNotAllowed("GET"));
+  if (action == "ready") {
+    Status s = inference_->ModelReady(model, version);
+    return respond(s.ok() ? Json(200, "{\"ready\":true}") : ErrorResponse(s));
+  }
+  if (action == "config") return respond(FromResult(inference_->ModelConfigJson(model, version)));
+  respond(FromResult(inference_->ModelMetadataJson(model, version)));
+}
+
+void ServingRouter::HandleRepositoryRoute(const HttpRequest& request, std::vector<std::string_view>& parts,
+                                          HttpResponder& respond) {
+  // POST /v2/repository/index, POST /v2/repository/models/{m}/load|unload
+  const bool is_index = parts.size() == 3 && parts[2] == "index";
+  const bool is_action = parts.size() == 5 && parts[2] == "models" && (parts[4] == "load" || parts[4] == "unload");
+  if (!is_index && !is_action) return respond(Json(404, EncodeErrorJson("not found")));
+  if (request.method != "POST") return respond(MethodNotAllowed("POST"));
+  if (Status auth = admin_->CheckAdmin(request.Header("authorization")); !auth.ok()) {
+    return respond(ErrorResponse(auth));
+  }
+  if (is_index) {
+    return respond(FromResult(admin_->RepositoryIndexJson(*request.body)));
+  }
+  const std::string model(parts[3]);
+  const bool load = parts[4] == "load";
+  HttpResponder shared = respond;
+  const bool posted = admin_pool_.Post([this, model, load, shared] {
+    Status s = load ? admin_->LoadModel(model) : admin_->UnloadModel(model);
+    shared(s.ok() ? Json(200, "{}") : ErrorResponse(s));
+  });
+  if (!posted) respond(ErrorResponse(Unavailable("too many model management calls in progress")));
+}
+
+void ServingRouter::Infer(HttpRequest&& request, std::string_view model, std::optional<int64_t> version,
+                          std::shared_ptr<CancelToken> cancel, HttpResponder& respond) {
+  if (const std::string* encoding = request.Header("content-encoding");
+      encoding != nullptr && *encoding != "identity") {
+    return respond(Json(415, EncodeErrorJson(fmt::format("unsupported Content-Encoding '{}'", encoding->substr(0, 32)))));
+  }
+  // An unknown model is a 404 whatever the body holds, and costs no decoding.
+  if (Status ready = inference_->ModelReady(model, version); !ready.ok()) return respond(ErrorResponse(ready));
+  std::optional<size_t> json_size;
+  if (const std::string* header = request.Header("inference-header-content-length")) {
+    size_t value = 0;
+    auto [end, ec] = std::from_chars(header->data(), header->data() + header->size(), value);
+    if (ec != std::errc() || end != header->data() + header->size()) {
+      return respond(ErrorResponse(InvalidArgument("Inference-Header-Content-Length must be a non-negative integer")));
+    }
+    json_size = value;
+  }
+  Result<InferRequest> decoded = DecodeInferRequest(request.body, json_size);
+  if (!decoded.ok()) return respond(ErrorResponse(decoded.status()));
+
+  HttpResponder done = std::move(respond);
+  inference_->Infer(model, version, std::move(decoded).value(), std::move(cancel),
+                    [done](Result<InferResponse> result) {
+                      if (!result.ok()) return done(ErrorResponse(result.status()));
+                      EncodedResponse encoded = EncodeInferResponse(*result);
+                      HttpResponse r;
+                      if (encoded.body.size() > encoded.json_size) {
+                        r.content_type = "application/octet-stream";
+                        r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(encoded.json_size));
+                      }
+                      r.body = std::move(encoded.body);
+                      done(std::move(r));
+                    });
+}
+
+}  // namespace ferry

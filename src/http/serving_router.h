@@ -1,0 +1,47 @@
+#pragma once
+// Maps OIP v2 routes onto the api/ services and renders their results as HTTP. No model logic, no
+// backend access. Thread-safe.
+#include <memory>
+
+#include "api/admin_service.h"
+#include "api/inference_service.h"
+#include "common/thread_pool.h"
+#include "http/http_types.h"
+#include "metrics/serving_metrics.h"
+
+namespace ferry {
+
+struct RouterOptions {
+  size_t max_infer_body_bytes = 64 * 1024 * 1024;
+  size_t max_other_body_bytes = 64 * 1024;
+};
+
+class ServingRouter final : public HttpHandler {
+ public:
+  ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin, ServingMetrics* metrics);
+  ~ServingRouter() override;
+
+  size_t BodyLimit(std::string_view method, std::string_view path) const override;
+  void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) override;
+  void OnRejected(int status) override;
+
+ private:
+  void HandleModelRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
+                        std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
+  void HandleRepositoryRoute(const HttpRequest& request, std::vector<std::string_view>& parts,
+                             HttpResponder& respond);
+  void Infer(HttpRequest&& request, std::string_view model, std::optional<int64_t> version,
+             std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
+
+  const RouterOptions options_;
+  InferenceService* inference_;
+  AdminService* admin_;
+  ServingMetrics* metrics_;
+  // Management calls block until a model settles: never on an I/O thread.
+  ThreadPool admin_pool_{1, 16};
+};
+
+// Renders a Status as an HTTP error response ({"error": ...}, Retry-After when it applies).
+HttpResponse ErrorResponse(const Status& status);
+
+}  // namespace ferry

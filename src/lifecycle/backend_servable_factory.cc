@@ -1,0 +1,36 @@
+#include "lifecycle/backend_servable_factory.h"
+
+#include <fmt/format.h>
+
+#include "scheduling/dynamic_batcher.h"
+
+namespace ferry {
+
+Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& config, int64_t version,
+                                                 const std::filesystem::path& version_dir) {
+  Backend* backend = backends_->Find(config.backend);
+  if (backend == nullptr) {
+    return InvalidArgument(fmt::format("model '{}' names backend '{}', which this build does not have", config.name,
+                                       config.backend));
+  }
+  std::vector<std::unique_ptr<ModelInstance>> instances;
+  for (int64_t i = 0; i < config.instance_count; ++i) {
+    Result<std::unique_ptr<ModelInstance>> instance = backend->CreateInstance(config, version_dir);
+    if (!instance.ok()) {
+      return instance.status().WithContext(fmt::format("loading '{}' version {}", config.name, version));
+    }
+    instances.push_back(std::move(instance).value());
+  }
+  DynamicBatcherOptions options;
+  options.model_has_batch_dim = config.max_batch_size > 0;
+  options.planner.max_batch_size = std::max<int64_t>(1, config.max_batch_size);
+  options.planner.batching_enabled = config.dynamic_batching.enabled && config.max_batch_size > 1;
+  options.planner.max_queue_delay = Micros(config.dynamic_batching.max_queue_delay_us);
+  options.planner.preferred_batch_sizes = config.dynamic_batching.preferred_batch_sizes;
+  options.max_queue_size = static_cast<size_t>(config.max_queue_size);
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<DynamicBatcher> batcher,
+                         DynamicBatcher::Create(std::move(options), std::move(instances)));
+  return std::make_shared<ServableModel>(config, version, std::move(batcher));
+}
+
+}  // namespace ferry

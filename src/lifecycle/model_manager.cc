@@ -1,0 +1,296 @@
+#include "lifecycle/model_manager.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+namespace ferry {
+namespace {
+constexpr size_t kMaxQueuedLoaderJobs = 4096;
+}
+
+ModelManager::ModelManager(ModelManagerOptions options, ServableFactory* factory)
+    : options_(std::move(options)), factory_(factory), loaders_(std::max<size_t>(1, options_.loader_threads),
+                                                                kMaxQueuedLoaderJobs) {}
+
+ModelManager::~ModelManager() { Shutdown(); }
+
+void ModelManager::ApplyAll(std::vector<WantedModel> wanted) {
+  std::lock_guard lock(mu_);
+  if (shut_down_) return;
+  std::set<std::string, std::less<>> names;
+  for (WantedModel& w : wanted) {
+    names.insert(w.name);
+    std::string name = w.name;
+    models_[name].wanted = std::move(w);
+  }
+  std::vector<std::string> all;
+  for (auto& [name, slot] : models_) {
+    if (!names.count(name)) slot.wanted.reset();
+    all.push_back(name);
+  }
+  for (const std::string& name : all) ReconcileLocked(name);
+}
+
+void ModelManager::Apply(WantedModel wanted) {
+  std::lock_guard lock(mu_);
+  if (shut_down_) return;
+  std::string name = wanted.name;
+  models_[name].wanted = std::move(wanted);
+  ReconcileLocked(name);
+}
+
+void ModelManager::Remove(std::string_view name) {
+  std::lock_guard lock(mu_);
+  auto it = models_.find(name);
+  if (it == models_.end()) return;
+  it->second.wanted.reset();
+  ReconcileLocked(it->first);
+}
+
+void ModelManager::ReconcileLocked(const std::string& name) {
+  auto model_it = models_.find(name);
+  if (model_it == models_.end()) return;
+  ModelSlot& model = model_it->second;
+
+  std::set<int64_t> wanted_versions;
+  if (model.wanted) {
+    if (!model.wanted->config.ok()) {
+      // An unreadable or invalid config is like a failed read of the disk: keep serving what we have.
+      model.config_error = model.wanted->config.status().message();
+      return;
+    }
+    model.config_error.clear();
+    const ModelConfig& config = model.wanted->config.value();
+    for (const WantedVersion& wv : model.wanted->versions) {
+      wanted_versions.insert(wv.version);
+      VersionSlot& slot = model.versions[wv.version];
+      const VersionState state = slot.harness.state();
+      const std::filesystem::path dir = model.wanted->path / std::to_string(wv.version);
+      if (state == VersionState::kNew || state == VersionState::kUnloaded ||
+          (state == VersionState::kError && slot.failed_fingerprint != wv.fingerprint)) {
+        Status s = slot.harness.TransitionTo(VersionState::kLoading);
+        if (s.ok()) StartLoadLocked(name, wv.version, config, dir, wv.fingerprint);
+      } else if (state == VersionState::kReady && slot.serving_fingerprint != wv.fingerprint &&
+                 slot.loading_fingerprint.empty() && slot.failed_fingerprint != wv.fingerprint) {
+        StartLoadLocked(name, wv.version, config, dir, wv.fingerprint);  // replacement, swapped when ready
+      }
+    }
+  }
+
+  bool any_wanted_ready = false;
+  for (int64_t v : wanted_versions) {
+    if (model.versions[v].harness.state() == VersionState::kReady) any_wanted_ready = true;
+  }
+  const bool model_removed = !model.wanted.has_value();
+  for (auto it = model.versions.begin(); it != model.versions.end();) {
+    const int64_t version = it->first;
+    VersionSlot& slot = it->second;
+    if (wanted_versions.count(version)) {
+      ++it;
+      continue;
+    }
+    const VersionState state = slot.harness.state();
+    if (state == VersionState::kReady && (any_wanted_ready || model_removed || wanted_versions.empty())) {
+      StartUnloadLocked(name, version, slot);
+    }
+    if ((state == VersionState::kError || state == VersionState::kUnloaded || state == VersionState::kNew) &&
+        slot.loading_fingerprint.empty()) {
+      it = model.versions.erase(it);
+      continue;
+    }
+    ++it;
+  }
+  if (model_removed && model.versions.empty()) models_.erase(model_it);
+}
+
+void ModelManager::StartLoadLocked(const std::string& name, int64_t version, const ModelConfig& config,
+                                   const std::filesystem::path& dir, const std::string& fingerprint) {
+  VersionSlot& slot = models_[name].versions[version];
+  slot.loading_fingerprint = fingerprint;
+  BeginWorkLocked();
+  const bool posted = loaders_.Post([this, name, version, config, dir, fingerprint] {
+    const auto start = std::chrono::steady_clock::now();
+    Result<ModelHandle> loaded = Internal("load did not run");
+    try {
+      loaded = factory_->Load(config, version, dir);
+    } catch (const std::exception& e) {
+      loaded = Internal(fmt::format("loading failed: {}", e.what()));
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (options_.on_load) options_.on_load(name, version, seconds, loaded.status());
+    FinishLoad(name, version, fingerprint, std::move(loaded));
+  });
+  if (!posted) {
+    slot.loading_fingerprint.clear();
+    if (slot.harness.state() == VersionState::kLoading) {
+      (void)slot.harness.TransitionTo(VersionState::kError, "the loader queue is full");
+    }
+    EndWorkLocked();
+  }
+}
+
+void ModelManager::FinishLoad(const std::string& name, int64_t version, const std::string& fingerprint,
+                              Result<ModelHandle> loaded) {
+  ModelHandle replaced;
+  {
+    std::lock_guard lock(mu_);
+    auto model_it = models_.find(name);
+    VersionSlot* slot = nullptr;
+    if (model_it != models_.end()) {
+      auto v = model_it->second.versions.find(version);
+      if (v != model_it->second.versions.end()) slot = &v->second;
+    }
+    if (slot == nullptr || shut_down_) {
+      replaced = loaded.ok() ? loaded.value() : nullptr;  // nobody wants it any more
+    } else {
+      slot->loading_fingerprint.clear();
+      if (loaded.ok()) {
+        slot->failed_fingerprint.clear();
+        if (slot->harness.state() == VersionState::kLoading) {
+          (void)slot->harness.TransitionTo(VersionState::kReady);
+        } else {
+          replaced = std::move(slot->serving);  // background reload of a Ready version
+        }
+        slot->serving = std::move(loaded).value();
+        slot->serving_fingerprint = fingerprint;
+        spdlog::info("model '{}' version {} is ready", name, version);
+      } else {
+        slot->failed_fingerprint = fingerprint;
+        const std::string reason = loaded.status().message();
+        spdlog::error("model '{}' version {} failed to load: {}", name, version, reason);
+        if (slot->harness.state() == VersionState::kLoading) {
+          (void)slot->harness.TransitionTo(VersionState::kError, reason);
+        }
+      }
+      ReconcileLocked(name);
+    }
+    if (replaced) {
+      replaced->Retire();
+      BeginWorkLocked();
+    }
+  }
+  if (replaced) {
+    replaced->scheduler().Drain();  // on this loader thread: queued requests finish first
+    std::lock_guard lock(mu_);
+    EndWorkLocked();
+  }
+  std::lock_guard lock(mu_);
+  EndWorkLocked();
+}
+
+void ModelManager::StartUnloadLocked(const std::string& name, int64_t version, VersionSlot& slot) {
+  if (!slot.harness.TransitionTo(VersionState::kDraining).ok()) return;
+  ModelHandle handle = std::move(slot.serving);
+  slot.serving_fingerprint.clear();
+  handle->Retire();
+  BeginWorkLocked();
+  const bool posted = loaders_.Post([this, name, version, handle] {
+    handle->scheduler().Drain();
+    FinishUnload(name, version);
+  });
+  if (!posted) {
+    handle->scheduler().Drain();  // shutting down: drain inline rather than leak a Draining version
+    (void)slot.harness.TransitionTo(VersionState::kUnloaded);
+    EndWorkLocked();
+  }
+}
+
+void ModelManager::FinishUnload(const std::string& name, int64_t version) {
+  std::lock_guard lock(mu_);
+  auto model_it = models_.find(name);
+  if (model_it != models_.end()) {
+    auto v = model_it->second.versions.find(version);
+    if (v != model_it->second.versions.end()) {
+      (void)v->second.harness.TransitionTo(VersionState::kUnloaded);
+      spdlog::info("model '{}' version {} unloaded", name, version);
+    }
+    if (!shut_down_) ReconcileLocked(name);
+  }
+  EndWorkLocked();
+}
+
+void ModelManager::EndWorkLocked() {
+  if (--work_in_flight_ == 0) idle_cv_.notify_all();
+}
+
+Result<ModelHandle> ModelManager::Get(std::string_view name, std::optional<int64_t> version) const {
+  std::lock_guard lock(mu_);
+  auto model_it = models_.find(name);
+  if (model_it == models_.end()) return NotFound(fmt::format("unknown model '{}'", name));
+  const ModelSlot& model = model_it->second;
+  if (model.versions.empty()) {
+    return NotFound(fmt::format("model '{}' is not available: {}", name,
+                                model.config_error.empty() ? "no version to serve" : model.config_error));
+  }
+  if (version) {
+    auto v = model.versions.find(*version);
+    if (v == model.versions.end()) {
+      return NotFound(fmt::format("model '{}' has no version {}", name, *version));
+    }
+    if (v->second.harness.state() != VersionState::kReady) {
+      return Unavailable(fmt::format("model '{}' version {} is not ready", name, *version));
+    }
+    return v->second.serving;
+  }
+  for (auto it = model.versions.rbegin(); it != model.versions.rend(); ++it) {
+    if (it->second.harness.state() == VersionState::kReady) return it->second.serving;
+  }
+  return Unavailable(fmt::format("model '{}' has no ready version", name));
+}
+
+std::vector<VersionStatus> ModelManager::Index() const {
+  std::lock_guard lock(mu_);
+  std::vector<VersionStatus> out;
+  for (const auto& [name, model] : models_) {
+    if (model.versions.empty()) {
+      out.push_back({name, 0, VersionState::kError, model.config_error.empty() ? "no version to load" : model.config_error});
+      continue;
+    }
+    for (const auto& [version, slot] : model.versions) {
+      std::string reason = slot.harness.reason();
+      if (!model.config_error.empty()) reason = "config error (still serving the last good config): " + model.config_error;
+      out.push_back({name, version, slot.harness.state(), reason});
+    }
+  }
+  return out;
+}
+
+std::vector<ModelHandle> ModelManager::ReadyHandles() const {
+  std::lock_guard lock(mu_);
+  std::vector<ModelHandle> out;
+  for (const auto& [name, model] : models_) {
+    for (const auto& [version, slot] : model.versions) {
+      if (slot.harness.state() == VersionState::kReady) out.push_back(slot.serving);
+    }
+  }
+  return out;
+}
+
+bool ModelManager::WaitUntilIdle(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return idle_cv_.wait_for(lock, timeout, [&] { return work_in_flight_ == 0; });
+}
+
+void ModelManager::Shutdown() {
+  std::vector<ModelHandle> to_drain;
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    for (auto& [name, model] : models_) {
+      for (auto& [version, slot] : model.versions) {
+        if (slot.serving) {
+          slot.serving->Retire();
+          to_drain.push_back(std::move(slot.serving));
+          if (slot.harness.state() == VersionState::kReady) (void)slot.harness.TransitionTo(VersionState::kDraining);
+        }
+      }
+    }
+  }
+  for (auto& handle : to_drain) handle->scheduler().Drain();
+  loaders_.Stop();
+}
+
+}  // namespace ferry

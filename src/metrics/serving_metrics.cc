@@ -1,0 +1,84 @@
+#include "metrics/serving_metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace ferry {
+namespace {
+
+prometheus::Histogram::BucketBoundaries MicrosecondBuckets() {
+  // 50 us .. ~26 s, doubling: fine enough for overhead, wide enough for slow models.
+  prometheus::Histogram::BucketBoundaries b;
+  for (double v = 50; v < 3e7; v *= 2) b.push_back(v);
+  return b;
+}
+
+prometheus::Histogram::BucketBoundaries BatchBuckets() { return {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128}; }
+
+}  // namespace
+
+ServingMetrics::ServingMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      success_(prometheus::BuildCounter().Name("ferry_inference_request_success_total")
+                   .Help("Inference requests that completed successfully").Register(*registry_)),
+      failure_(prometheus::BuildCounter().Name("ferry_inference_request_failure_total")
+                   .Help("Inference requests that failed (any reason)").Register(*registry_)),
+      inference_count_(prometheus::BuildCounter().Name("ferry_inference_count_total")
+                           .Help("Rows (batch elements) inferred").Register(*registry_)),
+      execution_count_(prometheus::BuildCounter().Name("ferry_inference_exec_count_total")
+                           .Help("Backend executions (batches) run").Register(*registry_)),
+      queue_us_(prometheus::BuildHistogram().Name("ferry_inference_queue_duration_us")
+                    .Help("Time requests waited in the model queue").Register(*registry_)),
+      compute_us_(prometheus::BuildHistogram().Name("ferry_inference_compute_duration_us")
+                      .Help("Backend execution time of the batch a request ran in").Register(*registry_)),
+      request_us_(prometheus::BuildHistogram().Name("ferry_inference_request_duration_us")
+                      .Help("Time from decoded request to response ready, inside the server").Register(*registry_)),
+      batch_size_(prometheus::BuildHistogram().Name("ferry_inference_batch_size")
+                      .Help("Rows per backend execution, as seen by each request").Register(*registry_)),
+      queue_depth_(prometheus::BuildGauge().Name("ferry_inference_queue_depth")
+                       .Help("Requests waiting in the model queue").Register(*registry_)),
+      load_seconds_(prometheus::BuildHistogram().Name("ferry_model_load_duration_seconds")
+                        .Help("Time to load a model version").Register(*registry_)),
+      load_failures_(prometheus::BuildCounter().Name("ferry_model_load_failure_total")
+                         .Help("Model version loads that failed").Register(*registry_)),
+      http_requests_(prometheus::BuildCounter().Name("ferry_http_requests_total")
+                         .Help("HTTP requests by route and status code").Register(*registry_)) {}
+
+ModelMetrics& ServingMetrics::For(const std::string& model, const std::string& version) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = models_.try_emplace({model, version});
+  if (inserted) {
+    const prometheus::Labels labels{{"model", model}, {"version", version}};
+    ModelMetrics& m = it->second;
+    m.success = &success_.Add(labels);
+    m.failure = &failure_.Add(labels);
+    m.inference_count = &inference_count_.Add(labels);
+    m.execution_count = &execution_count_.Add(labels);
+    m.queue_us = &queue_us_.Add(labels, MicrosecondBuckets());
+    m.compute_us = &compute_us_.Add(labels, MicrosecondBuckets());
+    m.request_us = &request_us_.Add(labels, MicrosecondBuckets());
+    m.batch_size = &batch_size_.Add(labels, BatchBuckets());
+    m.queue_depth = &queue_depth_.Add(labels);
+  }
+  return it->second;
+}
+
+void ServingMetrics::ObserveLoad(const std::string& model, const std::string& version, double seconds, bool ok) {
+  const prometheus::Labels labels{{"model", model}, {"version", version}};
+  std::lock_guard lock(mu_);
+  if (ok) {
+    load_seconds_.Add(labels, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300})
+        .Observe(seconds);
+  } else {
+    load_failures_.Add(labels).Increment();
+  }
+}
+
+void ServingMetrics::CountHttpRequest(const std::string& route, int status) {
+  http_requests_.Add({{"route", route}, {"code", std::to_string(status)}}).Increment();
+}
+
+std::string ServingMetrics::Render() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace ferry

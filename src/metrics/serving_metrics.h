@@ -1,0 +1,60 @@
+#pragma once
+// Ferry's Prometheus metrics: a prometheus-cpp registry rendered as text by our own HTTP server.
+// Names follow Triton's where they mean the same thing (success/failure counts, queue and compute
+// durations). Thread-safe: prometheus-cpp metrics are atomic, and the per-model cache is locked.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace ferry {
+
+// The metric series of one model version.
+struct ModelMetrics {
+  prometheus::Counter* success = nullptr;
+  prometheus::Counter* failure = nullptr;
+  prometheus::Counter* inference_count = nullptr;   // rows inferred
+  prometheus::Counter* execution_count = nullptr;   // backend runs (batches)
+  prometheus::Histogram* queue_us = nullptr;
+  prometheus::Histogram* compute_us = nullptr;
+  prometheus::Histogram* request_us = nullptr;      // end to end inside the server
+  prometheus::Histogram* batch_size = nullptr;
+  prometheus::Gauge* queue_depth = nullptr;
+};
+
+class ServingMetrics {
+ public:
+  ServingMetrics();
+  ModelMetrics& For(const std::string& model, const std::string& version);
+  void ObserveLoad(const std::string& model, const std::string& version, double seconds, bool ok);
+  // HTTP requests by route class and status code (e.g. "infer", 200).
+  void CountHttpRequest(const std::string& route, int status);
+  // The Prometheus text exposition format.
+  std::string Render() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& success_;
+  prometheus::Family<prometheus::Counter>& failure_;
+  prometheus::Family<prometheus::Counter>& inference_count_;
+  prometheus::Family<prometheus::Counter>& execution_count_;
+  prometheus::Family<prometheus::Histogram>& queue_us_;
+  prometheus::Family<prometheus::Histogram>& compute_us_;
+  prometheus::Family<prometheus::Histogram>& request_us_;
+  prometheus::Family<prometheus::Histogram>& batch_size_;
+  prometheus::Family<prometheus::Gauge>& queue_depth_;
+  prometheus::Family<prometheus::Histogram>& load_seconds_;
+  prometheus::Family<prometheus::Counter>& load_failures_;
+  prometheus::Family<prometheus::Counter>& http_requests_;
+
+  std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, ModelMetrics> models_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,65 @@
+#pragma once
+// Per-model-version scheduler for tensor models: a bounded queue in front of one executor thread per
+// model instance. Each executor takes a batch planned by BatchPlanner, concatenates the tasks' inputs
+// along the batch dimension, runs the instance once and splits the outputs back per task.
+// Thread-safe.
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backend/backend.h"
+#include "scheduling/batch_planner.h"
+#include "scheduling/scheduler.h"
+
+namespace ferry {
+
+struct DynamicBatcherOptions {
+  BatchPlannerOptions planner;
+  size_t max_queue_size = 64;     // tasks; Submit says Unavailable beyond it
+  bool model_has_batch_dim = true;  // false: inputs are passed through untouched, one task per run
+  const Clock* clock = &Clock::Real();
+};
+
+class DynamicBatcher final : public Scheduler {
+ public:
+  // Takes ownership of the instances; starts one executor thread per instance. Fails on no instances.
+  static Result<std::unique_ptr<DynamicBatcher>> Create(DynamicBatcherOptions options,
+                                                        std::vector<std::unique_ptr<ModelInstance>> instances);
+  ~DynamicBatcher() override;
+
+  Status Submit(InferenceTask&& task) override;
+  size_t QueueDepth() const override;
+  size_t QueueCapacity() const override { return options_.max_queue_size; }
+  void Drain() override;
+
+ private:
+  struct Queued {
+    InferenceTask task;
+    std::string shape_key;
+  };
+  DynamicBatcher(DynamicBatcherOptions options, std::vector<std::unique_ptr<ModelInstance>> instances);
+  void ExecutorLoop(ModelInstance* instance);
+  void RunBatch(ModelInstance* instance, std::vector<Queued>& batch);
+  // Completes queued tasks whose deadline passed or whose client went away. Caller holds mu_.
+  void TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expired);
+
+  const DynamicBatcherOptions options_;
+  const BatchPlanner planner_;
+  std::vector<std::unique_ptr<ModelInstance>> instances_;
+  std::vector<std::thread> executors_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Queued> queue_;
+  bool draining_ = false;
+};
+
+// Concatenates tensors along dim 0 (same dtype, same trailing dims). Exposed for tests.
+Result<Tensor> ConcatenateRows(const std::vector<const Tensor*>& parts);
+// Splits a tensor along dim 0 into pieces with the given row counts (which must sum to dim 0).
+Result<std::vector<Tensor>> SplitRows(const Tensor& whole, const std::vector<int64_t>& rows);
+
+}  // namespace ferry

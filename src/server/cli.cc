@@ -1,0 +1,157 @@
+#include "server/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "server/server.h"
+
+namespace ferry {
+namespace {
+
+struct ServeFlags {
+  std::string model_repository = "examples/models";
+  std::string http_address = "0.0.0.0";
+  int http_port = 8000;
+  int http_threads = 2;
+  std::string control_mode = "poll";
+  double poll_secs = 5;
+  std::string admin_key;
+  double exit_timeout_secs = 30;
+  size_t max_infer_body_mb = 64;
+  size_t max_connections = 4096;
+  int loader_threads = 1;
+  bool verbose = false;
+};
+
+int Serve(const ServeFlags& f) {
+  spdlog::set_level(f.verbose ? spdlog::level::debug : spdlog::level::info);
+  ServerOptions options;
+  options.model_repository = f.model_repository;
+  options.http.address = f.http_address;
+  options.http.port = static_cast<uint16_t>(f.http_port);
+  options.http.io_threads = static_cast<size_t>(f.http_threads);
+  options.http.max_connections = f.max_connections;
+  options.router.max_infer_body_bytes = f.max_infer_body_mb * 1024 * 1024;
+  options.control_mode = f.control_mode == "none"       ? ModelControlMode::kNone
+                         : f.control_mode == "explicit" ? ModelControlMode::kExplicit
+                                                        : ModelControlMode::kPoll;
+  options.poll_interval = std::chrono::milliseconds(static_cast<int64_t>(f.poll_secs * 1000));
+  options.exit_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.exit_timeout_secs * 1000));
+  options.admin.admin_key = f.admin_key;
+  options.admin.management_enabled = !f.admin_key.empty();
+  options.loader_threads = static_cast<size_t>(f.loader_threads);
+
+  // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Result<std::unique_ptr<Server>> server = Server::Create(options);
+  if (!server.ok()) {
+    spdlog::error("{}", server.status().message());
+    return 2;
+  }
+  if (Status s = (*server)->Start(); !s.ok()) {
+    spdlog::error("start failed: {}", s.message());
+    return 2;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {} received: draining (a second signal exits at once)", sig);
+  std::thread second([signals] {
+    int again = 0;
+    sigwait(&signals, &again);
+    spdlog::warn("second signal: exiting without waiting");
+    std::_Exit(1);
+  });
+  second.detach();
+  const bool clean = (*server)->Drain();
+  spdlog::info("stopped");
+  return clean ? 0 : 1;
+}
+
+int ListModels(const std::string& root) {
+  ModelRepository repository(root);
+  Result<std::vector<RepositoryModel>> models = repository.Scan();
+  if (!models.ok()) {
+    std::cerr << "error: " << models.status().message() << "\n";
+    return 2;
+  }
+  int invalid = 0;
+  std::cout << fmt::format("{:<24} {:<12} {:<10} {}\n", "MODEL", "BACKEND", "VERSIONS", "CONFIG");
+  for (const RepositoryModel& m : *models) {
+    std::string versions;
+    for (int64_t v : m.versions) versions += (versions.empty() ? "" : ",") + std::to_string(v);
+    if (m.config.ok()) {
+      std::vector<int64_t> served = SelectVersions(m.config->version_policy, m.versions);
+      std::cout << fmt::format("{:<24} {:<12} {:<10} ok ({} to serve)\n", m.name, m.config->backend,
+                               versions.empty() ? "-" : versions, served.size());
+    } else {
+      ++invalid;
+      std::cout << fmt::format("{:<24} {:<12} {:<10} INVALID: {}\n", m.name, "-", versions.empty() ? "-" : versions,
+                               m.config.status().message());
+    }
+  }
+  return invalid == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"Ferry: a model server speaking KServe v2 (Open Inference Protocol) over HTTP"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", FERRY_VERSION);
+
+  ServeFlags f;
+  CLI::App* serve = app.add_subcommand("serve", "Serve a model repository over HTTP");
+  serve->set_config("--config", "", "Read flags from a TOML/INI file (keys are the long flag names)");
+  serve->add_option("--model-repository", f.model_repository,
+                    "Folder with one sub-folder per model: <model>/config.yaml and <model>/<version>/model.onnx")
+      ->capture_default_str();
+  serve->add_option("--http-address", f.http_address, "Address to listen on")->capture_default_str();
+  serve->add_option("--http-port", f.http_port, "HTTP port (0 picks a free one)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  serve->add_option("--http-thread-count", f.http_threads, "I/O threads answering HTTP")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  serve->add_option("--model-control-mode", f.control_mode,
+                    "poll: follow the repository on disk; explicit: change only through the load/unload API; "
+                    "none: load at start, never change")
+      ->capture_default_str()->check(CLI::IsMember({"none", "poll", "explicit"}));
+  serve->add_option("--repository-poll-secs", f.poll_secs, "Seconds between repository scans in poll mode")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  serve->add_option("--admin-key", f.admin_key,
+                    "Enables the model repository API (index/load/unload) for clients sending "
+                    "'Authorization: Bearer <key>'. Off when empty")
+      ->envname("FERRY_ADMIN_KEY");
+  serve->add_option("--exit-timeout-secs", f.exit_timeout_secs, "On SIGTERM, wait this long for in-flight requests")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  serve->add_option("--max-infer-body-mb", f.max_infer_body_mb, "Largest inference request body, MiB")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  serve->add_option("--max-connections", f.max_connections, "Open connections beyond this get a fast 503")
+      ->capture_default_str();
+  serve->add_option("--model-load-thread-count", f.loader_threads, "Threads loading models")->capture_default_str();
+  serve->add_flag("--log-verbose", f.verbose, "Debug logging");
+  serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
+
+  std::string models_root = "examples/models";
+  CLI::App* models = app.add_subcommand("models", "List the models of a repository and check their configs");
+  models->add_option("--model-repository", models_root, "Repository folder")->capture_default_str();
+  models->callback([&] { throw CLI::RuntimeError(ListModels(models_root)); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
+
+}  // namespace ferry

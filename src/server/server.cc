@@ -1,0 +1,97 @@
+#include "server/server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "backend/identity_backend.h"
+#ifdef FERRY_WITH_OPENCV
+#include "backend/opencv_dnn/opencv_dnn_backend.h"
+#endif
+
+namespace ferry {
+
+std::unique_ptr<BackendRegistry> MakeDefaultBackends() {
+  auto registry = std::make_unique<BackendRegistry>();
+  registry->Register(MakeIdentityBackend());
+#ifdef FERRY_WITH_OPENCV
+  registry->Register(MakeOpenCvDnnBackend());
+#endif
+  return registry;
+}
+
+Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(options.model_repository, ec)) {
+    return InvalidArgument(fmt::format("model repository '{}' is not a readable folder",
+                                       options.model_repository.string()));
+  }
+  if (options.admin.management_enabled && options.admin.admin_key.empty()) {
+    return InvalidArgument("model management needs an admin key");
+  }
+  std::unique_ptr<Server> s(new Server(std::move(options)));
+  s->backends_ = MakeDefaultBackends();
+  s->repository_ = std::make_unique<ModelRepository>(s->options_.model_repository);
+  s->metrics_ = std::make_unique<ServingMetrics>();
+  s->factory_ = std::make_unique<BackendServableFactory>(s->backends_.get());
+  ModelManagerOptions manager_options;
+  manager_options.loader_threads = s->options_.loader_threads;
+  ServingMetrics* metrics = s->metrics_.get();
+  manager_options.on_load = [metrics](const std::string& model, int64_t version, double seconds, const Status& st) {
+    metrics->ObserveLoad(model, std::to_string(version), seconds, st.ok());
+  };
+  s->manager_ = std::make_unique<ModelManager>(std::move(manager_options), s->factory_.get());
+  s->watcher_ = std::make_unique<RepositoryWatcher>(s->repository_.get(), s->manager_.get());
+  s->inference_ = std::make_unique<InferenceService>(s->manager_.get(), s->metrics_.get());
+  s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
+                                             s->repository_.get());
+  s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
+                                               s->metrics_.get());
+  FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
+  return s;
+}
+
+Server::~Server() { Drain(); }
+
+Status Server::Start() {
+  // Every mode loads what the repository holds at start; then poll mode follows the disk, explicit
+  // mode changes only on API calls, and none never changes.
+  FERRY_RETURN_IF_ERROR(watcher_->PollOnce());
+  http_->Start();  // health answers "not ready" while the first loads run
+  spdlog::info("listening on {}:{}", options_.http.address, http_->port());
+  if (!manager_->WaitUntilIdle(options_.startup_timeout)) {
+    spdlog::warn("models still loading after {} s; serving those that are ready",
+                 std::chrono::duration_cast<std::chrono::seconds>(options_.startup_timeout).count());
+  }
+  for (const VersionStatus& s : manager_->Index()) {
+    spdlog::info("model '{}' version {}: {}{}{}", s.model, s.version, VersionStateName(s.state),
+                 s.reason.empty() ? "" : " - ", s.reason);
+  }
+  if (options_.control_mode == ModelControlMode::kPoll) watcher_->StartPolling(options_.poll_interval);
+  admin_->SetReady(true);
+  return Status::Ok();
+}
+
+bool Server::Drain() {
+  if (drained_) return true;
+  drained_ = true;
+  admin_->SetReady(false);
+  watcher_->Stop();
+  http_->BeginDrain();
+  const auto deadline = std::chrono::steady_clock::now() + options_.exit_timeout;
+  bool clean = true;
+  while (http_->RequestsInFlight() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      clean = false;
+      spdlog::warn("exit timeout reached with {} requests in flight", http_->RequestsInFlight());
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  http_->Stop();
+  manager_->Shutdown();
+  return clean;
+}
+
+}  // namespace ferry

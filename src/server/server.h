@@ -1,0 +1,71 @@
+#pragma once
+// The composition root: builds the repository, backends, model manager, services, router and HTTP
+// server from options, and orders start-up and drain. Thread-safe for Drain from a signal thread.
+#include <chrono>
+#include <filesystem>
+#include <memory>
+
+#include "api/admin_service.h"
+#include "api/inference_service.h"
+#include "backend/backend.h"
+#include "http/http_server.h"
+#include "http/serving_router.h"
+#include "lifecycle/backend_servable_factory.h"
+#include "lifecycle/model_manager.h"
+#include "lifecycle/repository_watcher.h"
+#include "metrics/serving_metrics.h"
+
+namespace ferry {
+
+enum class ModelControlMode { kNone, kPoll, kExplicit };
+
+struct ServerOptions {
+  std::filesystem::path model_repository = "examples/models";
+  HttpServerOptions http;
+  RouterOptions router;
+  AdminOptions admin;
+  ModelControlMode control_mode = ModelControlMode::kPoll;
+  std::chrono::milliseconds poll_interval{5000};
+  std::chrono::milliseconds exit_timeout{30'000};   // drain: longest wait for in-flight requests
+  std::chrono::milliseconds startup_timeout{300'000};  // wait for initial loads before turning ready
+  size_t loader_threads = 1;
+};
+
+// The backends this build has ("identity", "opencv_dnn" when built with OpenCV).
+std::unique_ptr<BackendRegistry> MakeDefaultBackends();
+
+class Server {
+ public:
+  static Result<std::unique_ptr<Server>> Create(ServerOptions options);
+  ~Server();
+
+  // Loads the models the repository asks for, starts serving HTTP, and turns ready once the initial
+  // loads have finished (a model that fails to load is reported, and the server still starts).
+  Status Start();
+  uint16_t port() const { return http_->port(); }
+  // Readiness turns 503, new connections are refused, in-flight requests finish (up to exit_timeout),
+  // then models are drained. Returns false if requests were still in flight at the timeout.
+  bool Drain();
+
+  ModelManager& manager() { return *manager_; }
+  AdminService& admin() { return *admin_; }
+  RepositoryWatcher& watcher() { return *watcher_; }
+
+ private:
+  explicit Server(ServerOptions options) : options_(std::move(options)) {}
+
+  ServerOptions options_;
+  std::unique_ptr<BackendRegistry> backends_;
+  std::unique_ptr<ModelRepository> repository_;
+  std::unique_ptr<ServingMetrics> metrics_;
+  std::unique_ptr<BackendServableFactory> factory_;
+  std::unique_ptr<ModelManager> manager_;
+  std::unique_ptr<RepositoryWatcher> watcher_;
+  std::unique_ptr<InferenceService> inference_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<ServingRouter> router_;
+  std::unique_ptr<HttpServer> http_;
+  bool drained_ = false;
+};
+
+}  // namespace ferry

@@ -1,0 +1,205 @@
+#include "scheduling/dynamic_batcher.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "testing/fake_instance.h"
+
+namespace ferry {
+namespace {
+
+using testing::DoublingInstance;
+using testing::Floats;
+using testing::MakeFloatTensor;
+
+struct Outcome {
+  std::promise<Result<std::vector<Tensor>>> promise;
+  TaskTimings timings;
+};
+
+InferenceTask MakeTask(std::vector<float> values, std::shared_ptr<Outcome> outcome) {
+  InferenceTask task;
+  const int64_t rows = static_cast<int64_t>(values.size()) / 2;
+  task.inputs.push_back(MakeFloatTensor("in", {rows, 2}, values));
+  task.batch_size = rows;
+  task.on_complete = [outcome](Result<std::vector<Tensor>> r, const TaskTimings& t) {
+    outcome->timings = t;
+    outcome->promise.set_value(std::move(r));
+  };
+  return task;
+}
+
+std::unique_ptr<DynamicBatcher> MakeBatcher(DoublingInstance** raw, size_t max_queue = 16, int64_t max_batch = 8) {
+  auto instance = std::make_unique<DoublingInstance>();
+  *raw = instance.get();
+  std::vector<std::unique_ptr<ModelInstance>> instances;
+  instances.push_back(std::move(instance));
+  DynamicBatcherOptions options;
+  options.planner = {max_batch, true, Micros(0), {}};
+  options.max_queue_size = max_queue;
+  auto batcher = DynamicBatcher::Create(std::move(options), std::move(instances));
+  EXPECT_TRUE(batcher.ok());
+  return std::move(batcher).value();
+}
+
+TEST(ConcatenateRowsTest, JoinsAlongTheFirstDimension) {
+  Tensor a = MakeFloatTensor("x", {1, 2}, {1, 2});
+  Tensor b = MakeFloatTensor("x", {2, 2}, {3, 4, 5, 6});
+  Result<Tensor> joined = ConcatenateRows({&a, &b});
+  ASSERT_TRUE(joined.ok());
+  EXPECT_EQ(joined->shape, (Shape{3, 2}));
+  EXPECT_EQ(Floats(*joined), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST(ConcatenateRowsTest, RefusesMismatchedTrailingDims) {
+  Tensor a = MakeFloatTensor("x", {1, 2}, {1, 2});
+  Tensor b = MakeFloatTensor("x", {1, 3}, {3, 4, 5});
+  EXPECT_FALSE(ConcatenateRows({&a, &b}).ok());
+}
+
+TEST(SplitRowsTest, SplitsFixedSizeTensors) {
+  Tensor whole = MakeFloatTensor("y", {3, 2}, {1, 2, 3, 4, 5, 6});
+  Result<std::vector<Tensor>> parts = SplitRows(whole, {1, 2});
+  ASSERT_TRUE(parts.ok());
+  EXPECT_EQ((*parts)[0].shape, (Shape{1, 2}));
+  EXPECT_EQ(Floats((*parts)[1]), (std::vector<float>{3, 4, 5, 6}));
+}
+
+TEST(SplitRowsTest, SplitsBytesTensorsOnElementBoundaries) {
+  // Three BYTES elements "a", "bc", "" as 4-byte length prefixes + bytes.
+  std::vector<uint8_t> raw = {1, 0, 0, 0, 'a', 2, 0, 0, 0, 'b', 'c', 0, 0, 0, 0};
+  Tensor whole;
+  whole.name = "s";
+  whole.dtype = DataType::kBytes;
+  whole.shape = {3};
+  whole.data = Buffer::Copy(raw.data(), raw.size());
+  Result<std::vector<Tensor>> parts = SplitRows(whole, {2, 1});
+  ASSERT_TRUE(parts.ok());
+  EXPECT_EQ((*parts)[0].data.size(), 11u);
+  EXPECT_EQ((*parts)[1].data.size(), 4u);
+}
+
+TEST(SplitRowsTest, RejectsRowCountMismatch) {
+  Tensor whole = MakeFloatTensor("y", {3, 2}, {1, 2, 3, 4, 5, 6});
+  EXPECT_FALSE(SplitRows(whole, {1, 1}).ok());
+}
+
+TEST(DynamicBatcherTest, RunsATaskAndReportsTimings) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance);
+  auto outcome = std::make_shared<Outcome>();
+  auto future = outcome->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({1, 2}, outcome)).ok());
+  Result<std::vector<Tensor>> r = future.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Floats(r->front()), (std::vector<float>{2, 4}));
+  EXPECT_EQ(outcome->timings.batch_size, 1);
+}
+
+TEST(DynamicBatcherTest, QueuedTasksRunAsOneBatchAndSplitBack) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance);
+  instance->Hold();
+  auto first = std::make_shared<Outcome>();
+  auto first_future = first->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({0, 0}, first)).ok());
+  instance->WaitRunning();  // the executor is busy, so the next three queue up together
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  std::vector<std::future<Result<std::vector<Tensor>>>> futures;
+  for (int i = 1; i <= 3; ++i) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    futures.push_back(outcomes.back()->promise.get_future());
+    ASSERT_TRUE(batcher->Submit(MakeTask({float(i), float(10 * i)}, outcomes.back())).ok());
+  }
+  instance->Release();
+  ASSERT_TRUE(first_future.get().ok());
+  for (int i = 1; i <= 3; ++i) {
+    Result<std::vector<Tensor>> r = futures[i - 1].get();
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->front().shape, (Shape{1, 2}));
+    EXPECT_EQ(Floats(r->front()), (std::vector<float>{2.0f * i, 20.0f * i}));
+  }
+  EXPECT_EQ(instance->batches(), (std::vector<int64_t>{1, 3}));
+}
+
+TEST(DynamicBatcherTest, FullQueueSaysUnavailableAndKeepsTheTask) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance, /*max_queue=*/1);
+  instance->Hold();
+  auto running = std::make_shared<Outcome>();
+  auto running_future = running->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({1, 1}, running)).ok());
+  instance->WaitRunning();
+  auto queued = std::make_shared<Outcome>();
+  auto queued_future = queued->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({2, 2}, queued)).ok());
+  auto refused = std::make_shared<Outcome>();
+  InferenceTask task = MakeTask({3, 3}, refused);
+  Status s = batcher->Submit(std::move(task));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(task.on_complete != nullptr);  // ownership stays with the caller on refusal
+  EXPECT_EQ(task.inputs.size(), 1u);
+  instance->Release();
+  EXPECT_TRUE(running_future.get().ok());
+  EXPECT_TRUE(queued_future.get().ok());
+}
+
+TEST(DynamicBatcherTest, CancelledAndExpiredTasksDoNotRun) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance);
+  instance->Hold();
+  auto running = std::make_shared<Outcome>();
+  auto running_future = running->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({1, 1}, running)).ok());
+  instance->WaitRunning();
+
+  auto cancelled = std::make_shared<Outcome>();
+  auto cancelled_future = cancelled->promise.get_future();
+  InferenceTask c = MakeTask({2, 2}, cancelled);
+  c.cancel = CancelToken::Create();
+  auto token = c.cancel;
+  ASSERT_TRUE(batcher->Submit(std::move(c)).ok());
+  token->Cancel();
+
+  auto expired = std::make_shared<Outcome>();
+  auto expired_future = expired->promise.get_future();
+  InferenceTask e = MakeTask({3, 3}, expired);
+  e.deadline = SteadyTime{};  // long past
+  ASSERT_TRUE(batcher->Submit(std::move(e)).ok());
+
+  instance->Release();
+  EXPECT_TRUE(running_future.get().ok());
+  EXPECT_EQ(cancelled_future.get().status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(expired_future.get().status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(instance->batches().size(), 1u);
+}
+
+TEST(DynamicBatcherTest, BackendFailureFailsEveryTaskInTheBatch) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance);
+  instance->fail_ = true;
+  auto outcome = std::make_shared<Outcome>();
+  auto future = outcome->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({1, 2}, outcome)).ok());
+  EXPECT_EQ(future.get().status().code(), StatusCode::kInternal);
+}
+
+TEST(DynamicBatcherTest, DrainFinishesQueuedWorkThenRefuses) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance);
+  auto outcome = std::make_shared<Outcome>();
+  auto future = outcome->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({1, 2}, outcome)).ok());
+  batcher->Drain();
+  EXPECT_TRUE(future.get().ok());
+  auto late = std::make_shared<Outcome>();
+  EXPECT_EQ(batcher->Submit(MakeTask({1, 2}, late)).code(), StatusCode::kUnavailable);
+}
+
+TEST(DynamicBatcherTest, CreateNeedsAnInstance) {
+  EXPECT_FALSE(DynamicBatcher::Create(DynamicBatcherOptions{}, {}).ok());
+}
+
+}  // namespace
+}  // namespace ferry
