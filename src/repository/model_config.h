@@ -1,0 +1,105 @@
+#pragma once
+// A model's configuration: parsed from <repo>/<model>/config.yaml, validated, and rendered as Triton's
+// JSON model configuration for tritonclient / perf_analyzer. Value types, thread-compatible.
+//
+// config.yaml (every key optional unless marked; unknown keys anywhere are errors, to catch typos):
+//
+//   name: cnn                    # must equal the folder name if given
+//   backend: opencv_dnn          # default opencv_dnn
+//   platform: onnx               # reported in metadata; default "onnx"
+//   model_filename: model.onnx   # default; a plain file name inside the version folder
+//   max_batch_size: 8            # 0 (default) = the model has no batch dimension
+//   inputs:                      # each entry needs name, datatype and dims
+//     - name: input
+//       datatype: FP32           # OIP names: BOOL UINT8 UINT16 UINT32 UINT64 INT8 INT16 INT32 INT64
+//                                #   FP16 FP32 FP64 BF16 BYTES (Triton's TYPE_FP32 spelling also accepted)
+//       dims: [3, 224, 224]      # without the batch dim when max_batch_size > 0; -1 = variable
+//   outputs:
+//     - name: probabilities
+//       datatype: FP32
+//       dims: [10]
+//   version_policy: {latest: 1}  # default. Or {all: {}} / {all: true} / {specific: [1, 3]}; Triton's
+//                                #   {latest: {num_versions: 1}} and {specific: {versions: [..]}} too
+//   dynamic_batching:            # its presence enables it (`dynamic_batching: {}` = defaults; `false` = off)
+//     max_queue_delay_us: 500    # default 0
+//     preferred_batch_sizes: [4, 8]
+//   instance_group: {count: 1, threads: 2}   # executor instances; threads 0 = backend default
+//   max_queue_size: 64           # bounded per-model queue, > 0
+//   default_timeout_ms: 0        # 0 = none; stored as default_timeout_us
+//   parameters: {key: value}     # backend options; scalar values, kept as strings in file order
+//
+// Integers are plain decimal (no 0x / octal spellings, no floats). An empty file means all defaults.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "tensor/data_type.h"
+#include "tensor/tensor.h"
+
+namespace ferry {
+
+struct TensorSpec {
+  std::string name;
+  DataType dtype = DataType::kFp32;
+  // Dims WITHOUT the batch dimension when max_batch_size > 0 (Triton convention); -1 = variable.
+  Shape dims;
+};
+
+struct VersionPolicy {
+  enum class Kind { kLatest, kAll, kSpecific };
+  Kind kind = Kind::kLatest;
+  int64_t latest_count = 1;         // kLatest: serve the N highest versions
+  std::vector<int64_t> versions;    // kSpecific
+};
+
+struct DynamicBatchingConfig {
+  bool enabled = false;
+  int64_t max_queue_delay_us = 0;
+  std::vector<int64_t> preferred_batch_sizes;  // in the order the config gives them
+};
+
+struct ModelConfig {
+  std::string name;                 // must equal the folder name
+  std::string backend = "opencv_dnn";
+  std::string platform = "onnx";    // reported in metadata
+  std::string model_filename = "model.onnx";
+  int64_t max_batch_size = 0;       // 0: no batch dimension
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  VersionPolicy version_policy;
+  DynamicBatchingConfig dynamic_batching;
+  int64_t instance_count = 1;       // executor instances, each with its own network
+  int64_t threads_per_instance = 0; // 0: backend default
+  int64_t max_queue_size = 64;      // bounded per-model queue; full -> 503
+  int64_t default_timeout_us = 0;   // 0: none; a request still queued past it fails with 504
+  // Backend-specific string options (e.g. opencv target), passed through.
+  std::vector<std::pair<std::string, std::string>> backend_options;
+};
+
+// Parses YAML text. `model_name` is the repository folder name; a config whose `name` differs is an
+// error; a config without `name` takes it (an empty `model_name` skips the comparison). Runs
+// ValidateModelConfig(). Every failure -- YAML syntax (with its line), a wrong type, an unknown key,
+// a failed check -- is kInvalidArgument with a message naming the key and, where known, the line.
+Result<ModelConfig> ParseModelConfig(std::string_view yaml_text, std::string_view model_name);
+// Semantic checks: a valid model name, non-empty backend / platform, non-empty unique tensor names,
+// dims >= -1, max_batch_size >= 0, dynamic batching only with max_batch_size > 0 and preferred sizes
+// unique within 1..max_batch_size, queue delay >= 0, instance count >= 1, threads >= 0,
+// max_queue_size >= 1, timeout >= 0, a known policy (latest >= 1, specific: non-empty, unique,
+// positive), a model filename with no path separators, unique non-empty parameter keys.
+Status ValidateModelConfig(const ModelConfig& config);
+
+// Full input shape accepted for a request with batch size `batch` (prepends batch when batched;
+// prepends -1 when batched and `batch` is nullopt; ignores `batch` when the model is not batched).
+Shape FullShape(const ModelConfig& config, const TensorSpec& spec, std::optional<int64_t> batch);
+
+// Triton's JSON model configuration ("max_batch_size", "input":[{"name","data_type":"TYPE_FP32","dims"}],
+// "output", "dynamic_batching" (only when enabled), "instance_group", "backend", "platform",
+// "version_policy", "default_model_filename", and "parameters" in Triton's {"k":{"string_value":"v"}}
+// form when there are any). Integers, dims included, are JSON numbers.
+std::string ModelConfigToTritonJson(const ModelConfig& config);
+
+}  // namespace ferry

@@ -1,0 +1,324 @@
+// ParseModelConfig: config.yaml -> ModelConfig. yaml-cpp is used only as a tree builder; every value is
+// read through the checked helpers below so that a wrong type becomes a Status naming the key and
+// line instead of a yaml-cpp exception, and the only exceptions left (syntax errors) are caught here.
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <initializer_list>
+#include <limits>
+#include <set>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "repository/model_config.h"
+
+namespace ferry {
+namespace {
+
+constexpr std::string_view kDataTypeNames =
+    "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16, BYTES";
+
+using Keys = std::initializer_list<std::string_view>;
+
+// " (line N)" when yaml-cpp knows where the node came from.
+std::string Line(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.is_null()) return "";
+  return fmt::format(" (line {})", mark.line + 1);
+}
+
+// Echoes a user value in a message without letting a huge scalar flood the log.
+std::string Quote(std::string_view s) {
+  constexpr size_t kMax = 64;
+  if (s.size() <= kMax) return fmt::format("'{}'", s);
+  return fmt::format("'{}...'", s.substr(0, kMax));
+}
+
+std::string Child(std::string_view parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  return fmt::format("{}.{}", parent, key);
+}
+
+std::string Index(std::string_view parent, size_t i) { return fmt::format("{}[{}]", parent, i); }
+
+// A mapping whose keys are all in `known`, each once. yaml-cpp keeps duplicate keys and answers
+// lookups with the first, which would silently ignore the second; we refuse instead.
+Status CheckMap(const YAML::Node& node, std::string_view path, Keys known) {
+  const std::string where = path.empty() ? std::string("the config") : std::string(path);
+  if (!node.IsMap()) {
+    return InvalidArgument(fmt::format("{}: expected a mapping{}", where, Line(node)));
+  }
+  std::set<std::string, std::less<>> seen;
+  // Range-for binds the iterator's value temporary to `entry`; `it->first` would dangle once the
+  // proxy that operator-> returns is gone.
+  for (const auto& entry : node) {
+    const YAML::Node& key = entry.first;
+    if (!key.IsScalar()) {
+      return InvalidArgument(fmt::format("{}: keys must be plain strings{}", where, Line(key)));
+    }
+    const std::string& name = key.Scalar();
+    bool is_known = false;
+    for (std::string_view k : known) is_known = is_known || k == name;
+    if (!is_known) {
+      std::string expected;
+      for (std::string_view k : known) expected += expected.empty() ? std::string(k) : fmt::format(", {}", k);
+      return InvalidArgument(fmt::format("unknown key {} in {}{}; expected {}", Quote(name), where,
+                                         Line(key), expected.empty() ? "no keys" : "one of: " + expected));
+    }
+    if (!seen.insert(name).second) {
+      return InvalidArgument(fmt::format("duplicate key {} in {}{}", Quote(name), where, Line(key)));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Missing(const YAML::Node& parent, std::string_view path, std::string_view key) {
+  return InvalidArgument(fmt::format("{}: missing required key '{}'{}", path, key, Line(parent)));
+}
+
+Status GetString(const YAML::Node& node, std::string_view path, std::string* out) {
+  // IsScalar rules out `key:` (null), which yaml-cpp's as<std::string>() would turn into "null".
+  if (!node.IsScalar()) {
+    return InvalidArgument(fmt::format("{}: expected a string{}", path, Line(node)));
+  }
+  *out = node.Scalar();
+  return Status::Ok();
+}
+
+// Plain decimal only: yaml-cpp's own integer conversion reads "010" as octal 8, which would surprise.
+Status GetInt(const YAML::Node& node, std::string_view path, int64_t* out) {
+  if (!node.IsScalar()) {
+    return InvalidArgument(fmt::format("{}: expected an integer{}", path, Line(node)));
+  }
+  const std::string& s = node.Scalar();
+  const char* end = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(s.data(), end, *out);
+  if (ec == std::errc::result_out_of_range) {
+    return InvalidArgument(fmt::format("{}: {} is out of range{}", path, Quote(s), Line(node)));
+  }
+  if (ec != std::errc() || ptr != end) {
+    return InvalidArgument(fmt::format("{}: expected an integer, got {}{}", path, Quote(s), Line(node)));
+  }
+  return Status::Ok();
+}
+
+Status GetBool(const YAML::Node& node, std::string_view path, bool* out) {
+  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, *out)) {
+    return InvalidArgument(fmt::format("{}: expected true or false{}", path, Line(node)));
+  }
+  return Status::Ok();
+}
+
+Status GetIntList(const YAML::Node& node, std::string_view path, std::vector<int64_t>* out) {
+  if (!node.IsSequence()) {
+    return InvalidArgument(fmt::format("{}: expected a list of integers{}", path, Line(node)));
+  }
+  out->clear();
+  out->reserve(node.size());
+  for (size_t i = 0; i < node.size(); ++i) {
+    int64_t v = 0;
+    FERRY_RETURN_IF_ERROR(GetInt(node[i], Index(path, i), &v));
+    out->push_back(v);
+  }
+  return Status::Ok();
+}
+
+Status ParseDataType(const YAML::Node& node, std::string_view path, DataType* out) {
+  std::string name;
+  FERRY_RETURN_IF_ERROR(GetString(node, path, &name));
+  std::optional<DataType> type = DataTypeFromName(name);
+  // Triton's spelling too, so that a config copied from a config.pbtxt needs no edit.
+  if (!type) type = DataTypeFromTritonConfigName(name);
+  if (!type) {
+    return InvalidArgument(fmt::format("{}: unknown datatype {}{}; expected one of: {}", path, Quote(name),
+                                       Line(node), kDataTypeNames));
+  }
+  *out = *type;
+  return Status::Ok();
+}
+
+Status ParseTensors(const YAML::Node& node, std::string_view path, std::vector<TensorSpec>* out) {
+  if (!node.IsSequence()) {
+    return InvalidArgument(fmt::format("{}: expected a list of tensors{}", path, Line(node)));
+  }
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node& item = node[i];
+    const std::string item_path = Index(path, i);
+    FERRY_RETURN_IF_ERROR(CheckMap(item, item_path, {"name", "datatype", "dims"}));
+    TensorSpec spec;
+    for (std::string_view key : {"name", "datatype", "dims"}) {
+      if (!item[std::string(key)]) return Missing(item, item_path, key);
+    }
+    FERRY_RETURN_IF_ERROR(GetString(item["name"], Child(item_path, "name"), &spec.name));
+    FERRY_RETURN_IF_ERROR(ParseDataType(item["datatype"], Child(item_path, "datatype"), &spec.dtype));
+    FERRY_RETURN_IF_ERROR(GetIntList(item["dims"], Child(item_path, "dims"), &spec.dims));
+    out->push_back(std::move(spec));
+  }
+  return Status::Ok();
+}
+
+Status ParseVersionPolicy(const YAML::Node& node, VersionPolicy* out) {
+  constexpr std::string_view kPath = "version_policy";
+  FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"latest", "all", "specific"}));
+  if (node.size() != 1) {
+    return InvalidArgument(
+        fmt::format("{}: expected exactly one of latest, all, specific{}", kPath, Line(node)));
+  }
+  const auto entry = *node.begin();  // a copy: see CheckMap on yaml-cpp's iterator proxies
+  const YAML::Node& key = entry.first;
+  const YAML::Node& value = entry.second;
+  const std::string path = Child(kPath, key.Scalar());
+  if (key.Scalar() == "latest") {
+    out->kind = VersionPolicy::Kind::kLatest;
+    if (value.IsMap()) {  // Triton's {latest: {num_versions: N}}
+      FERRY_RETURN_IF_ERROR(CheckMap(value, path, {"num_versions"}));
+      if (!value["num_versions"]) return Missing(value, path, "num_versions");
+      return GetInt(value["num_versions"], Child(path, "num_versions"), &out->latest_count);
+    }
+    return GetInt(value, path, &out->latest_count);
+  }
+  if (key.Scalar() == "all") {
+    out->kind = VersionPolicy::Kind::kAll;
+    if (value.IsNull()) return Status::Ok();
+    if (value.IsMap()) return CheckMap(value, path, {});
+    bool all = false;
+    FERRY_RETURN_IF_ERROR(GetBool(value, path, &all));
+    if (!all) {
+      return InvalidArgument(
+          fmt::format("{}: 'all: false' is not a policy; use latest or specific{}", path, Line(value)));
+    }
+    return Status::Ok();
+  }
+  out->kind = VersionPolicy::Kind::kSpecific;
+  if (value.IsMap()) {  // Triton's {specific: {versions: [..]}}
+    FERRY_RETURN_IF_ERROR(CheckMap(value, path, {"versions"}));
+    if (!value["versions"]) return Missing(value, path, "versions");
+    return GetIntList(value["versions"], Child(path, "versions"), &out->versions);
+  }
+  return GetIntList(value, path, &out->versions);
+}
+
+Status ParseDynamicBatching(const YAML::Node& node, DynamicBatchingConfig* out) {
+  constexpr std::string_view kPath = "dynamic_batching";
+  // Presence enables it, so a bare `dynamic_batching:` (null) means "on, with defaults".
+  if (node.IsNull()) {
+    out->enabled = true;
+    return Status::Ok();
+  }
+  if (node.IsScalar()) return GetBool(node, kPath, &out->enabled);
+  FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"max_queue_delay_us", "preferred_batch_sizes"}));
+  out->enabled = true;
+  if (const YAML::Node n = node["max_queue_delay_us"]) {
+    FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "max_queue_delay_us"), &out->max_queue_delay_us));
+  }
+  if (const YAML::Node n = node["preferred_batch_sizes"]) {
+    FERRY_RETURN_IF_ERROR(GetIntList(n, Child(kPath, "preferred_batch_sizes"), &out->preferred_batch_sizes));
+  }
+  return Status::Ok();
+}
+
+Status ParseInstanceGroup(const YAML::Node& node, ModelConfig* out) {
+  constexpr std::string_view kPath = "instance_group";
+  FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"count", "threads"}));
+  if (const YAML::Node n = node["count"]) {
+    FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "count"), &out->instance_count));
+  }
+  if (const YAML::Node n = node["threads"]) {
+    FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "threads"), &out->threads_per_instance));
+  }
+  return Status::Ok();
+}
+
+Status ParseParameters(const YAML::Node& node, ModelConfig* out) {
+  constexpr std::string_view kPath = "parameters";
+  if (!node.IsMap()) {
+    return InvalidArgument(fmt::format("{}: expected a mapping{}", kPath, Line(node)));
+  }
+  std::set<std::string, std::less<>> seen;
+  for (const auto& entry : node) {
+    std::string key;
+    std::string value;
+    FERRY_RETURN_IF_ERROR(GetString(entry.first, fmt::format("{} key", kPath), &key));
+    if (!seen.insert(key).second) {
+      return InvalidArgument(fmt::format("duplicate key {} in {}{}", Quote(key), kPath, Line(entry.first)));
+    }
+    FERRY_RETURN_IF_ERROR(GetString(entry.second, Child(kPath, key), &value));
+    out->backend_options.emplace_back(std::move(key), std::move(value));
+  }
+  return Status::Ok();
+}
+
+// Fills `out` from the document root; `*has_name` tells whether the config named itself.
+Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
+  *has_name = false;
+  if (root.IsNull()) return Status::Ok();  // an empty file: every default
+  FERRY_RETURN_IF_ERROR(CheckMap(
+      root, "",
+      {"name", "backend", "platform", "model_filename", "max_batch_size", "inputs", "outputs",
+       "version_policy", "dynamic_batching", "instance_group", "max_queue_size", "default_timeout_ms",
+       "parameters"}));
+  if (const YAML::Node n = root["name"]) {
+    *has_name = true;
+    FERRY_RETURN_IF_ERROR(GetString(n, "name", &out->name));
+  }
+  if (const YAML::Node n = root["backend"]) FERRY_RETURN_IF_ERROR(GetString(n, "backend", &out->backend));
+  if (const YAML::Node n = root["platform"]) FERRY_RETURN_IF_ERROR(GetString(n, "platform", &out->platform));
+  if (const YAML::Node n = root["model_filename"]) {
+    FERRY_RETURN_IF_ERROR(GetString(n, "model_filename", &out->model_filename));
+  }
+  if (const YAML::Node n = root["max_batch_size"]) {
+    FERRY_RETURN_IF_ERROR(GetInt(n, "max_batch_size", &out->max_batch_size));
+  }
+  if (const YAML::Node n = root["inputs"]) FERRY_RETURN_IF_ERROR(ParseTensors(n, "inputs", &out->inputs));
+  if (const YAML::Node n = root["outputs"]) FERRY_RETURN_IF_ERROR(ParseTensors(n, "outputs", &out->outputs));
+  if (const YAML::Node n = root["version_policy"]) {
+    FERRY_RETURN_IF_ERROR(ParseVersionPolicy(n, &out->version_policy));
+  }
+  if (const YAML::Node n = root["dynamic_batching"]) {
+    FERRY_RETURN_IF_ERROR(ParseDynamicBatching(n, &out->dynamic_batching));
+  }
+  if (const YAML::Node n = root["instance_group"]) FERRY_RETURN_IF_ERROR(ParseInstanceGroup(n, out));
+  if (const YAML::Node n = root["max_queue_size"]) {
+    FERRY_RETURN_IF_ERROR(GetInt(n, "max_queue_size", &out->max_queue_size));
+  }
+  if (const YAML::Node n = root["default_timeout_ms"]) {
+    int64_t ms = 0;
+    FERRY_RETURN_IF_ERROR(GetInt(n, "default_timeout_ms", &ms));
+    constexpr int64_t kMaxMs = std::numeric_limits<int64_t>::max() / 1000;
+    if (ms < 0 || ms > kMaxMs) {
+      return InvalidArgument(
+          fmt::format("default_timeout_ms must be within 0..{}, got {}{}", kMaxMs, ms, Line(n)));
+    }
+    out->default_timeout_us = ms * 1000;
+  }
+  if (const YAML::Node n = root["parameters"]) FERRY_RETURN_IF_ERROR(ParseParameters(n, out));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ModelConfig> ParseModelConfig(std::string_view yaml_text, std::string_view model_name) {
+  ModelConfig config;
+  bool has_name = false;
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml_text));
+    FERRY_RETURN_IF_ERROR(ParseRoot(root, &config, &has_name));
+  } catch (const YAML::Exception& e) {
+    if (e.mark.is_null()) return InvalidArgument(fmt::format("invalid YAML: {}", e.msg));
+    return InvalidArgument(
+        fmt::format("invalid YAML at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg));
+  } catch (const std::exception& e) {  // e.g. bad_alloc on a hostile document; never let it escape
+    return InvalidArgument(fmt::format("cannot parse config: {}", e.what()));
+  }
+  if (!has_name) {
+    config.name = std::string(model_name);
+  } else if (!model_name.empty() && config.name != model_name) {
+    return InvalidArgument(fmt::format("name {} does not match the model folder {}", Quote(config.name),
+                                       Quote(model_name)));
+  }
+  FERRY_RETURN_IF_ERROR(ValidateModelConfig(config));
+  return config;
+}
+
+}  // namespace ferry
