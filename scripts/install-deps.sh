@@ -31,6 +31,8 @@ packages=(
   python3-torch=1.13.1+dfsg-4 libopenblas0-pthread
   wrk=4.1.0-3+b2 nginx-light
   curl procps
+  # perf_analyzer (from the tritonclient 2.41.0 wheel) links libb64
+  libb64-0d
 )
 
 export DEBIAN_FRONTEND=noninteractive
