@@ -229,6 +229,11 @@ void Session::OnHeader(beast::error_code ec, size_t) {
   for (const auto& field : req) header_bytes += field.name_string().size() + field.value().size() + 4;
   if (header_bytes > opt.max_header_bytes) return SendError(431, "request header fields too large");
 
+  // Any Transfer-Encoding other than a final "chunked" leaves the body's end unknown: a request hidden
+  // in it would be answered as the next one (smuggling). RFC 9112 6.3: answer 400 and close.
+  if (req.find(http::field::transfer_encoding) != req.end() && !parser_->chunked()) {
+    return SendError(400, "unsupported Transfer-Encoding (only chunked is accepted)");
+  }
   const std::string_view target(req.target().data(), req.target().size());
   const size_t limit = server_->handler()->BodyLimit(
       std::string_view(req.method_string().data(), req.method_string().size()), target.substr(0, target.find('?')));
