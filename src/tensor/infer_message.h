@@ -1,0 +1,43 @@
+#pragma once
+// Transport-neutral inference request and response (the OIP v2 model, decoded). Value types.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace ferry {
+
+// OIP "parameters": string, int64, double or bool values.
+using ParameterValue = std::variant<std::string, int64_t, double, bool>;
+using Parameters = std::map<std::string, ParameterValue>;
+
+struct RequestedOutput {
+  std::string name;
+  // binary_data parameter of the output; nullopt means "follow the request's binary_data_output".
+  std::optional<bool> binary_data;
+  Parameters parameters;  // everything else, passed through
+};
+
+struct InferRequest {
+  std::string id;
+  Parameters parameters;  // request-level, minus binary_data_output which is lifted below
+  bool binary_data_output = false;
+  std::vector<Tensor> inputs;
+  std::vector<RequestedOutput> outputs;  // empty = all outputs
+};
+
+struct InferResponse {
+  std::string model_name;
+  std::string model_version;
+  std::string id;
+  Parameters parameters;
+  std::vector<Tensor> outputs;
+  // Parallel to outputs: whether each is sent in binary.
+  std::vector<bool> binary_outputs;
+};
+
+}  // namespace ferry
