@@ -146,6 +146,10 @@ int RunCli(int argc, char** argv) {
   models->add_option("--model-repository", models_root, "Repository folder")->capture_default_str();
   models->callback([&] { throw CLI::RuntimeError(ListModels(models_root)); });
 
+  if (argc <= 1) {  // a bare `ferry` shows what it can do rather than only that something is missing
+    std::cout << app.help();
+    return 1;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,6 @@
 """End-to-end fixtures: a real Ferry process serving a temporary copy of examples/models.
 
-The binary is $FERRY_BINARY, else build/release/ferry when it exists, else build/lead/ferry.
+The binary is $FERRY_BINARY, else build/release/ferry when it exists, else build/debug/ferry.
 Every server started here logs to a file; a failing test gets the tail of that log in its report, and
 teardown sends SIGTERM and requires exit code 0 within 30 s.
 """
@@ -39,7 +39,7 @@ def ferry_binary() -> Path:
     if env:
         return Path(env).resolve()
     release = ROOT / "build" / "release" / "ferry"
-    return release if release.exists() else ROOT / "build" / "lead" / "ferry"
+    return release if release.exists() else ROOT / "build" / "debug" / "ferry"
 
 
 def free_port() -> int:

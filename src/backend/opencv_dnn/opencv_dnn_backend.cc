@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
 
@@ -452,6 +453,11 @@ Result<std::unique_ptr<ModelInstance>> OpenCvDnnBackend::CreateInstance(const Mo
   }
 }
 
-std::unique_ptr<Backend> MakeOpenCvDnnBackend() { return std::make_unique<OpenCvDnnBackend>(); }
+std::unique_ptr<Backend> MakeOpenCvDnnBackend() {
+  // OpenCV logs its own view of a failed load to stderr even when we catch the exception and report
+  // the failure ourselves; keep only its fatal messages.
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_FATAL);
+  return std::make_unique<OpenCvDnnBackend>();
+}
 
 }  // namespace ferry
