@@ -7,6 +7,7 @@
 #include "tensor/bytes_elements.h"
 #include "tensor/float16.h"
 #include "tensor/infer_codec.h"
+#include "tensor/unaligned.h"
 
 namespace ferry {
 namespace {
@@ -16,13 +17,6 @@ namespace {
 // double is 24 characters; int64/uint64 at most 20) plus its comma.
 constexpr size_t kChunk = 1024;
 constexpr size_t kMaxChars = 26;
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T value;
-  std::memcpy(&value, p, sizeof(T));  // tensor data may be unaligned
-  return value;
-}
 
 // Writes one element's text at `p` and returns its end. Floats take their own overload so the text is
 // the shortest that reads back as the same float, not as the same double.
@@ -57,7 +51,7 @@ void AppendNumberArray(std::string* out, const Buffer& data, Convert convert) {
     char* p = out->data() + old_size;
     char* const end = out->data() + out->size();
     for (size_t i = start; i < start + n; ++i) {
-      p = WriteNumber(p, end, convert(Load<Stored>(data.data() + i * sizeof(Stored))));
+      p = WriteNumber(p, end, convert(LoadUnaligned<Stored>(data.data() + i * sizeof(Stored))));
       *p++ = ',';
     }
     out->resize(static_cast<size_t>(p - out->data()));

@@ -20,6 +20,7 @@
 #include <opencv2/dnn.hpp>
 
 #include "tensor/float16.h"
+#include "tensor/unaligned.h"
 
 namespace ferry {
 namespace {
@@ -52,20 +53,8 @@ bool IsBatched(const ModelConfig& config) { return config.max_batch_size > 0; }
 // ------------------------------------------------------------------------------------- dtype helpers
 
 template <typename T>
-T Load(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));  // request buffers may be unaligned
-  return v;
-}
-
-template <typename T>
-void Store(uint8_t* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
-}
-
-template <typename T>
 void WidenAll(const uint8_t* src, size_t n, float* dst) {
-  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(Load<T>(src + i * sizeof(T)));
+  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(LoadUnaligned<T>(src + i * sizeof(T)));
 }
 
 // Widens `n` elements of `type` to float. False for BYTES (no numeric meaning).
@@ -86,12 +75,12 @@ bool ToFloat(DataType type, const uint8_t* src, size_t n, float* dst) {
     case DataType::kFp64: WidenAll<double>(src, n, dst); return true;
     case DataType::kFp16:
       for (size_t i = 0; i < n; ++i) {
-        dst[i] = HalfBitsToFloat(Load<uint16_t>(src + 2 * i));
+        dst[i] = HalfBitsToFloat(LoadUnaligned<uint16_t>(src + 2 * i));
       }
       return true;
     case DataType::kBf16:
       for (size_t i = 0; i < n; ++i) {
-        dst[i] = Bf16BitsToFloat(Load<uint16_t>(src + 2 * i));
+        dst[i] = Bf16BitsToFloat(LoadUnaligned<uint16_t>(src + 2 * i));
       }
       return true;
     case DataType::kBytes:
@@ -113,7 +102,7 @@ T SaturateFromFloat(float v) {
 
 template <typename T>
 void NarrowAllInt(const float* src, size_t n, uint8_t* dst) {
-  for (size_t i = 0; i < n; ++i) Store<T>(dst + i * sizeof(T), SaturateFromFloat<T>(src[i]));
+  for (size_t i = 0; i < n; ++i) StoreUnaligned<T>(dst + i * sizeof(T), SaturateFromFloat<T>(src[i]));
 }
 
 // Narrows `n` floats to `type`; `dst` holds n * ElementSize(type) bytes. False for BYTES.
@@ -132,13 +121,13 @@ bool FromFloat(DataType type, const float* src, size_t n, uint8_t* dst) {
     case DataType::kInt64: NarrowAllInt<int64_t>(src, n, dst); return true;
     case DataType::kFp32: std::memcpy(dst, src, n * sizeof(float)); return true;
     case DataType::kFp64:
-      for (size_t i = 0; i < n; ++i) Store<double>(dst + 8 * i, static_cast<double>(src[i]));
+      for (size_t i = 0; i < n; ++i) StoreUnaligned<double>(dst + 8 * i, static_cast<double>(src[i]));
       return true;
     case DataType::kFp16:
-      for (size_t i = 0; i < n; ++i) Store<uint16_t>(dst + 2 * i, FloatToHalfBits(src[i]));
+      for (size_t i = 0; i < n; ++i) StoreUnaligned<uint16_t>(dst + 2 * i, FloatToHalfBits(src[i]));
       return true;
     case DataType::kBf16:
-      for (size_t i = 0; i < n; ++i) Store<uint16_t>(dst + 2 * i, FloatToBf16Bits(src[i]));
+      for (size_t i = 0; i < n; ++i) StoreUnaligned<uint16_t>(dst + 2 * i, FloatToBf16Bits(src[i]));
       return true;
     case DataType::kBytes:
       return false;
