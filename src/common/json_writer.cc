@@ -1,5 +1,7 @@
 #include "common/json_writer.h"
 
+#include <algorithm>
+
 #include <charconv>
 #include <cmath>
 
@@ -8,7 +10,6 @@ namespace {
 
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
 // to_chars writes "-0", which JSON parsers (simdjson among them) read as the integer 0, losing the sign.
-constexpr std::string_view kNegativeZero = "-0.0";
 
 // Length of the well-formed UTF-8 sequence starting at s[i] (a byte >= 0x80), or 0 if it is not one.
 // Ranges from RFC 3629 section 4, which excludes overlong forms, surrogates and values past U+10FFFF.
@@ -74,32 +75,35 @@ void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
+namespace {
+
+template <typename F>
+char* WriteJsonFloatingPoint(char* p, char* end, F value) {
+  if (!std::isfinite(value)) return std::copy_n("null", 4, p);
+  // to_chars gives "-0", which JSON parsers (simdjson included) read as the integer 0 and lose the sign.
+  if (value == 0 && std::signbit(value)) return std::copy_n("-0.0", 4, p);
+  char* stop = std::to_chars(p, end, value).ptr;
+  // The shortest form of a large value may be a plain integer ("222222222222222230000"), which parsers
+  // refuse or misread past 64 bits; such values take the exponent form instead.
+  if (std::fabs(value) >= F(1e18) && std::find_if(p, stop, [](char c) { return c == '.' || c == 'e'; }) == stop) {
+    stop = std::to_chars(p, end, value, std::chars_format::scientific).ptr;
+  }
+  return stop;
+}
+
+}  // namespace
+
+char* WriteJsonNumber(char* p, char* end, double value) { return WriteJsonFloatingPoint(p, end, value); }
+char* WriteJsonNumber(char* p, char* end, float value) { return WriteJsonFloatingPoint(p, end, value); }
+
 void AppendJsonDouble(std::string* out, double value) {
-  if (!std::isfinite(value)) {
-    out->append("null");
-    return;
-  }
-  if (value == 0 && std::signbit(value)) {
-    out->append(kNegativeZero);
-    return;
-  }
-  char buffer[32];  // the longest shortest-form double is 24 characters
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  out->append(buffer, result.ptr);
+  char buffer[kMaxJsonNumberChars];
+  out->append(buffer, WriteJsonNumber(buffer, buffer + sizeof(buffer), value));
 }
 
 void AppendJsonFloat(std::string* out, float value) {
-  if (!std::isfinite(value)) {
-    out->append("null");
-    return;
-  }
-  if (value == 0 && std::signbit(value)) {
-    out->append(kNegativeZero);
-    return;
-  }
-  char buffer[24];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  out->append(buffer, result.ptr);
+  char buffer[kMaxJsonNumberChars];
+  out->append(buffer, WriteJsonNumber(buffer, buffer + sizeof(buffer), value));
 }
 
 void JsonWriter::Separate() {

@@ -8,6 +8,7 @@
 // overlong forms, surrogates, code points past U+10FFFF, truncated sequences) is replaced by U+FFFD;
 // well-formed sequences pass through unescaped. Binary payloads that must survive byte for byte belong
 // in the binary tensor extension, not in JSON strings.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -52,7 +53,15 @@ class JsonWriter {
 // Appends `s` as a quoted, escaped JSON string (invalid UTF-8 handled as described above).
 void AppendJsonString(std::string* out, std::string_view s);
 
-// Append the shortest round-trip text of a number; non-finite values append `null`.
+// Room that WriteJsonNumber needs: the longest shortest-form double is 24 characters.
+inline constexpr size_t kMaxJsonNumberChars = 32;
+// Writes a number as JSON at `p` (which has kMaxJsonNumberChars of room) and returns its end: the
+// shortest text that reads back as the same value; NaN and Inf as null; -0 as "-0.0"; never an integer
+// literal too large for 64 bits.
+char* WriteJsonNumber(char* p, char* end, double value);
+char* WriteJsonNumber(char* p, char* end, float value);
+
+// Append the shortest round-trip text of a number (as WriteJsonNumber); non-finite values append `null`.
 void AppendJsonDouble(std::string* out, double value);
 void AppendJsonFloat(std::string* out, float value);
 

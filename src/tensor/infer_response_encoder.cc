@@ -16,25 +16,10 @@ namespace {
 // chunk instead of one append per element. kMaxChars bounds one element's text (the longest shortest
 // double is 24 characters; int64/uint64 at most 20) plus its comma.
 constexpr size_t kChunk = 1024;
-constexpr size_t kMaxChars = 26;
+constexpr size_t kMaxChars = kMaxJsonNumberChars;
 
-// Writes one element's text at `p` and returns its end. Floats take their own overload so the text is
-// the shortest that reads back as the same float, not as the same double.
-template <typename F>
-char* WriteFloatingPoint(char* p, char* end, F v) {
-  if (!std::isfinite(v)) {
-    std::memcpy(p, "null", 4);
-    return p + 4;
-  }
-  if (v == 0 && std::signbit(v)) {
-    // to_chars gives "-0", which JSON parsers (simdjson included) read as the integer 0 and lose the sign.
-    std::memcpy(p, "-0.0", 4);
-    return p + 4;
-  }
-  return std::to_chars(p, end, v).ptr;
-}
-char* WriteNumber(char* p, char* end, double v) { return WriteFloatingPoint(p, end, v); }
-char* WriteNumber(char* p, char* end, float v) { return WriteFloatingPoint(p, end, v); }
+char* WriteNumber(char* p, char* end, double v) { return WriteJsonNumber(p, end, v); }
+char* WriteNumber(char* p, char* end, float v) { return WriteJsonNumber(p, end, v); }
 template <typename T>
 char* WriteNumber(char* p, char* end, T v) {
   return std::to_chars(p, end, v).ptr;

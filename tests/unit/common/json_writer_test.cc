@@ -143,3 +143,22 @@ TEST(JsonWriterTest, KeysAreEscaped) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// A large value's shortest form can be a plain integer past 64 bits, which parsers refuse.
+TEST(JsonNumberTest, LargeValuesUseTheExponentForm) {
+  std::string out;
+  AppendJsonDouble(&out, 222222222222222222220.1);
+  EXPECT_EQ(out, "2.2222222222222223e+20");
+  out.clear();
+  AppendJsonFloat(&out, 1e30f);
+  EXPECT_EQ(out, "1e+30");
+  out.clear();
+  AppendJsonDouble(&out, 123456789.0);  // small integers keep their plain form
+  EXPECT_EQ(out, "123456789");
+}
+
+}  // namespace
+}  // namespace ferry
