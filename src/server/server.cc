@@ -76,6 +76,11 @@ Status Server::Start() {
 bool Server::Drain() {
   if (drained_) return true;
   drained_ = true;
+  // Create() may have failed part way (a port in use): only what was built is torn down.
+  if (!http_) {
+    if (manager_) manager_->Shutdown();
+    return true;
+  }
   admin_->SetReady(false);
   watcher_->Stop();
   http_->BeginDrain();

@@ -50,3 +50,15 @@ def test_serve_refuses_bad_flag_values():
     r = run("serve", "--model-control-mode", "sometimes")
     assert r.returncode != 0
     assert "model-control-mode" in r.stdout + r.stderr
+
+
+def test_serve_on_a_port_in_use_fails_with_a_message():
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run("serve", "--model-repository", str(ROOT / "examples" / "models"), "--http-address", "127.0.0.1",
+                "--http-port", str(port))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot listen" in r.stdout + r.stderr
