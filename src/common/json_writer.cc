@@ -152,23 +152,18 @@ JsonWriter& JsonWriter::String(std::string_view value) {
   return *this;
 }
 
-JsonWriter& JsonWriter::Int(int64_t value) {
+template <typename Integer>
+JsonWriter& JsonWriter::AppendInteger(Integer value) {
   Separate();
-  char buffer[24];
+  char buffer[24];  // 20 digits and a sign at most
   const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
   out_->append(buffer, result.ptr);
   need_comma_ = true;
   return *this;
 }
 
-JsonWriter& JsonWriter::Uint(uint64_t value) {
-  Separate();
-  char buffer[24];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  out_->append(buffer, result.ptr);
-  need_comma_ = true;
-  return *this;
-}
+JsonWriter& JsonWriter::Int(int64_t value) { return AppendInteger(value); }
+JsonWriter& JsonWriter::Uint(uint64_t value) { return AppendInteger(value); }
 
 JsonWriter& JsonWriter::Double(double value) {
   Separate();

@@ -46,6 +46,8 @@ class JsonWriter {
 
  private:
   void Separate();
+  template <typename Integer>
+  JsonWriter& AppendInteger(Integer value);
   std::string* out_;
   bool need_comma_ = false;
 };
