@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include "tensor/bytes_elements.h"
+
 namespace ferry {
 namespace {
 
@@ -24,17 +26,13 @@ int64_t Micro(SteadyTime::duration d) { return std::chrono::duration_cast<Micros
 Result<std::vector<size_t>> BytesElementOffsets(const Tensor& t, int64_t count) {
   std::vector<size_t> offsets;
   offsets.reserve(static_cast<size_t>(count) + 1);
-  size_t pos = 0;
+  BytesElementReader reader(t.data.span());
+  std::string_view element;
   for (int64_t i = 0; i < count; ++i) {
-    offsets.push_back(pos);
-    if (t.data.size() - pos < 4) return Internal("BYTES tensor truncated");
-    uint32_t len;
-    std::memcpy(&len, t.data.data() + pos, 4);
-    pos += 4;
-    if (t.data.size() - pos < len) return Internal("BYTES tensor truncated");
-    pos += len;
+    offsets.push_back(reader.offset());
+    if (!reader.Next(&element)) return Internal("BYTES tensor truncated");
   }
-  offsets.push_back(pos);
+  offsets.push_back(reader.offset());
   return offsets;
 }
 
