@@ -16,11 +16,13 @@
 #include <vector>
 
 #include "repository/model_config.h"
+#include "testing/fake_instance.h"
 
 namespace ferry {
 namespace {
 
 namespace fs = std::filesystem;
+using ferry::testing::Floats;
 
 fs::path SourceDir() {
   if (const char* dir = std::getenv("FERRY_SOURCE_DIR"); dir != nullptr && *dir != '\0') return dir;
@@ -41,21 +43,6 @@ ModelConfig LoadConfig(const std::string& name) {
   auto config = ParseModelConfig(ReadText(ModelDir(name) / "config.yaml"), name);
   EXPECT_TRUE(config.ok()) << config.status().ToString();
   return config.ok() ? config.value() : ModelConfig{};
-}
-
-Tensor FloatTensor(std::string name, Shape shape, const std::vector<float>& values) {
-  Tensor t;
-  t.name = std::move(name);
-  t.dtype = DataType::kFp32;
-  t.shape = std::move(shape);
-  t.data = Buffer::Copy(values.data(), values.size() * sizeof(float));
-  return t;
-}
-
-std::vector<float> Floats(const Tensor& t) {
-  std::vector<float> v(t.data.size() / sizeof(float));
-  std::memcpy(v.data(), t.data.data(), v.size() * sizeof(float));
-  return v;
 }
 
 // The cnn reference input, as tools/make_example_models.py defines it (see tools/reference/cnn.json).
@@ -145,7 +132,7 @@ TEST_F(OpenCvDnnBackendTest, IdentityMatchesPyTorchReference) {
   const Reference ref = LoadReference("identity");
   ASSERT_EQ(ref.input_shape, (Shape{2, 16}));
 
-  auto out = instance->Execute({FloatTensor("INPUT0", ref.input_shape, ref.input)});
+  auto out = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", ref.input_shape, ref.input)});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   ASSERT_EQ(out->size(), 1u);
   const Tensor& y = (*out)[0];
@@ -169,7 +156,7 @@ TEST_F(OpenCvDnnBackendTest, CnnMatchesPyTorchReference) {
   const auto input = CnnInput(ref.input_shape[0]);
   for (size_t i = 0; i < ref.input_first.size(); ++i) EXPECT_EQ(input[i], ref.input_first[i]) << "formula at " << i;
 
-  auto out = instance->Execute({FloatTensor("image", ref.input_shape, input)});
+  auto out = instance->Execute({ferry::testing::MakeFloatTensor("image", ref.input_shape, input)});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   ASSERT_EQ(out->size(), 1u);
   const Tensor& y = (*out)[0];
@@ -193,13 +180,13 @@ TEST_F(OpenCvDnnBackendTest, CnnBatchOfThreeEqualsThreeSingleCalls) {
   const auto input = CnnInput(3);
   const size_t row = 3 * 224 * 224;
 
-  auto batched = instance->Execute({FloatTensor("image", {3, 3, 224, 224}, input)});
+  auto batched = instance->Execute({ferry::testing::MakeFloatTensor("image", {3, 3, 224, 224}, input)});
   ASSERT_TRUE(batched.ok()) << batched.status().ToString();
   EXPECT_EQ((*batched)[0].shape, (Shape{3, 10}));
   const auto all = Floats((*batched)[0]);
   for (int b = 0; b < 3; ++b) {
     std::vector<float> one(input.begin() + b * row, input.begin() + (b + 1) * row);
-    auto single = instance->Execute({FloatTensor("image", {1, 3, 224, 224}, one)});
+    auto single = instance->Execute({ferry::testing::MakeFloatTensor("image", {1, 3, 224, 224}, one)});
     ASSERT_TRUE(single.ok()) << single.status().ToString();
     EXPECT_EQ((*single)[0].shape, (Shape{1, 10}));
     const auto got = Floats((*single)[0]);
@@ -212,12 +199,12 @@ TEST_F(OpenCvDnnBackendTest, IdentityBatchOfThreeEqualsThreeSingleCalls) {
   ASSERT_NE(instance, nullptr);
   std::vector<float> input(48);
   for (size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>(i) * 0.5f - 3.0f;
-  auto batched = instance->Execute({FloatTensor("INPUT0", {3, 16}, input)});
+  auto batched = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {3, 16}, input)});
   ASSERT_TRUE(batched.ok()) << batched.status().ToString();
   const auto all = Floats((*batched)[0]);
   for (int b = 0; b < 3; ++b) {
     std::vector<float> one(input.begin() + b * 16, input.begin() + (b + 1) * 16);
-    auto single = instance->Execute({FloatTensor("INPUT0", {1, 16}, one)});
+    auto single = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {1, 16}, one)});
     ASSERT_TRUE(single.ok()) << single.status().ToString();
     EXPECT_EQ(Floats((*single)[0]), std::vector<float>(all.begin() + b * 16, all.begin() + (b + 1) * 16));
   }
@@ -250,7 +237,7 @@ TEST_F(OpenCvDnnBackendTest, ConvertsDeclaredDtypes) {
   ASSERT_NE(narrowing, nullptr);
   std::vector<float> values(16, 100.0f);
   values[0] = -1.0f;
-  auto narrowed = narrowing->Execute({FloatTensor("INPUT0", {1, 16}, values)});
+  auto narrowed = narrowing->Execute({ferry::testing::MakeFloatTensor("INPUT0", {1, 16}, values)});
   ASSERT_TRUE(narrowed.ok()) << narrowed.status().ToString();
   const auto* bytes = reinterpret_cast<const int8_t*>((*narrowed)[0].data.data());
   EXPECT_EQ(bytes[0], -1);
@@ -279,14 +266,14 @@ TEST_F(OpenCvDnnBackendTest, ExecuteRejectsBadInputsWithStatus) {
 
   auto none = instance->Execute({});
   EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
-  auto short_data = instance->Execute({FloatTensor("INPUT0", {2, 16}, sixteen)});
+  auto short_data = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {2, 16}, sixteen)});
   EXPECT_EQ(short_data.status().code(), StatusCode::kInvalidArgument);
-  auto wrong_row = instance->Execute({FloatTensor("INPUT0", {2, 8}, sixteen)});
+  auto wrong_row = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {2, 8}, sixteen)});
   EXPECT_EQ(wrong_row.status().code(), StatusCode::kInvalidArgument);
-  auto no_batch = instance->Execute({FloatTensor("INPUT0", {16}, sixteen)});
+  auto no_batch = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {16}, sixteen)});
   EXPECT_EQ(no_batch.status().code(), StatusCode::kInvalidArgument);
   std::vector<float> too_many(65 * 16, 1.0f);
-  auto over_max = instance->Execute({FloatTensor("INPUT0", {65, 16}, too_many)});
+  auto over_max = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {65, 16}, too_many)});
   EXPECT_EQ(over_max.status().code(), StatusCode::kInvalidArgument);
   Tensor bytes{"INPUT0", DataType::kBytes, {1, 16}, Buffer()};
   EXPECT_FALSE(instance->Execute({bytes}).ok());
@@ -377,7 +364,7 @@ TEST_F(OpenCvDnnBackendTest, VariableOutputDimIsResolved) {
   auto instance = MustCreate(*backend_, config, ModelDir("identity") / "1");
   ASSERT_NE(instance, nullptr);
   std::vector<float> values(32, 0.0f);
-  auto out = instance->Execute({FloatTensor("INPUT0", {2, 16}, values)});
+  auto out = instance->Execute({ferry::testing::MakeFloatTensor("INPUT0", {2, 16}, values)});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ((*out)[0].shape, (Shape{2, 16}));
 }
@@ -395,7 +382,7 @@ TEST_F(OpenCvDnnBackendTest, PrintCnnLatency) {
   auto instance = MustCreate(*backend_, config, ModelDir("cnn") / "1");
   ASSERT_NE(instance, nullptr);
   for (int64_t batch : {1, 8}) {
-    const Tensor x = FloatTensor("image", {batch, 3, 224, 224}, CnnInput(batch));
+    const Tensor x = ferry::testing::MakeFloatTensor("image", {batch, 3, 224, 224}, CnnInput(batch));
     ASSERT_TRUE(instance->Execute({x}).ok());  // warm
     const int iterations = batch == 1 ? 10 : 3;
     const auto start = std::chrono::steady_clock::now();
