@@ -44,6 +44,9 @@
 
 #include "backend/opencv_dnn/opencv_dnn_backend.h"
 #endif
+#ifdef FERRY_WITH_OPENVINO
+#include "backend/openvino/openvino_backend.h"
+#endif
 
 namespace {
 
@@ -296,6 +299,8 @@ int main(int argc, char** argv) {
   app.add_option("--duration-s", duration_s, "Seconds per throughput configuration")->capture_default_str();
   app.add_option("--configs", configs, "Throughput configurations INSTANCESxBATCH, comma-separated ('' for none)")
       ->capture_default_str();
+  std::string backend_override;
+  app.add_option("--backend", backend_override, "Use this backend instead of the one config.yaml names");
   app.add_option("--raw", raw, "Also time a bare cv::dnn::Net forward (opencv_dnn models)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -306,11 +311,17 @@ int main(int argc, char** argv) {
   if (!config.ok()) Die(config.status().message());
   m.config = std::move(config).value();
   m.version_dir = dir / std::to_string(version > 0 ? version : LatestVersion(dir));
+  if (!backend_override.empty()) m.config.backend = backend_override;
+  if (m.config.backend.empty()) m.config.backend = "opencv_dnn";  // the server's default
   if (m.config.backend == "identity") {
     m.backend = ferry::MakeIdentityBackend();
 #ifdef FERRY_WITH_OPENCV
   } else if (m.config.backend == "opencv_dnn") {
     m.backend = ferry::MakeOpenCvDnnBackend();
+#endif
+#ifdef FERRY_WITH_OPENVINO
+  } else if (m.config.backend == "openvino") {
+    m.backend = ferry::MakeOpenVinoBackend();
 #endif
   } else {
     Die("backend '" + m.config.backend + "' is not built into this bench");

@@ -38,3 +38,6 @@ packages=(
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
+
+# OpenVINO comes from its PyPI wheel (headers, libraries and CMake config), not from Debian.
+bash "$(dirname "$0")/install-openvino.sh"

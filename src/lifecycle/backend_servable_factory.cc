@@ -2,22 +2,32 @@
 
 #include <fmt/format.h>
 
+#include "backend/reference_check.h"
+#include "repository/reference_set.h"
 #include "scheduling/dynamic_batcher.h"
 
 namespace ferry {
 
-Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& config, int64_t version,
+Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, int64_t version,
                                                  const std::filesystem::path& version_dir) {
+  ModelConfig config = declared;
+  if (config.backend.empty()) config.backend = default_backend_;
   Backend* backend = backends_->Find(config.backend);
   if (backend == nullptr) {
     return InvalidArgument(fmt::format("model '{}' names backend '{}', which this build does not have", config.name,
                                        config.backend));
   }
+  const std::string context = fmt::format("loading '{}' version {}", config.name, version);
+  Result<std::optional<ReferenceSet>> references = ReadReferenceSet(version_dir);
+  if (!references.ok()) return references.status().WithContext(context);
   std::vector<std::unique_ptr<ModelInstance>> instances;
   for (int64_t i = 0; i < config.instance_count; ++i) {
     Result<std::unique_ptr<ModelInstance>> instance = backend->CreateInstance(config, version_dir);
-    if (!instance.ok()) {
-      return instance.status().WithContext(fmt::format("loading '{}' version {}", config.name, version));
+    if (!instance.ok()) return instance.status().WithContext(context);
+    // Every instance, not just the first: instances may differ (device, threads) in what they compute.
+    if (*references) {
+      FERRY_RETURN_IF_ERROR(RunReferenceCheck(**instance, config, **references)
+                                .WithContext(fmt::format("{} on {}", context, config.backend)));
     }
     instances.push_back(std::move(instance).value());
   }

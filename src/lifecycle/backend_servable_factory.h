@@ -1,6 +1,10 @@
 #pragma once
 // The production ServableFactory: creates config.instance_count instances with the backend the config
-// names, and puts a DynamicBatcher in front of them. Thread-safe.
+// names (or the default ONNX backend when it names none), runs the version's reference samples through
+// each (a version that fails them is not served), and puts a DynamicBatcher in front. Thread-safe.
+#include <string>
+#include <utility>
+
 #include "backend/backend.h"
 #include "lifecycle/servable_model.h"
 
@@ -8,12 +12,14 @@ namespace ferry {
 
 class BackendServableFactory final : public ServableFactory {
  public:
-  explicit BackendServableFactory(const BackendRegistry* backends) : backends_(backends) {}
+  BackendServableFactory(const BackendRegistry* backends, std::string default_backend = "opencv_dnn")
+      : backends_(backends), default_backend_(std::move(default_backend)) {}
   Result<ModelHandle> Load(const ModelConfig& config, int64_t version,
                            const std::filesystem::path& version_dir) override;
 
  private:
   const BackendRegistry* backends_;
+  std::string default_backend_;
 };
 
 }  // namespace ferry

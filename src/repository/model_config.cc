@@ -130,7 +130,6 @@ Status ValidateModelConfig(const ModelConfig& config) {
         "characters)",
         config.name.substr(0, 64)));
   }
-  if (config.backend.empty()) return InvalidArgument("backend must not be empty");
   if (config.platform.empty()) return InvalidArgument("platform must not be empty");
   if (!IsPlainFileName(config.model_filename)) {
     return InvalidArgument(fmt::format(

@@ -5,7 +5,8 @@
 // config.yaml (every key optional unless marked; unknown keys anywhere are errors, to catch typos):
 //
 //   name: cnn                    # must equal the folder name if given
-//   backend: opencv_dnn          # default opencv_dnn
+//   backend: opencv_dnn          # opencv_dnn | openvino | identity; default: the server's default
+//                                #   ONNX backend (`ferry serve --default-onnx-backend`)
 //   platform: onnx               # reported in metadata; default "onnx"
 //   model_filename: model.onnx   # default; a plain file name inside the version folder
 //   max_batch_size: 8            # 0 (default) = the model has no batch dimension
@@ -64,7 +65,7 @@ struct DynamicBatchingConfig {
 
 struct ModelConfig {
   std::string name;                 // must equal the folder name
-  std::string backend = "opencv_dnn";
+  std::string backend;              // empty: the server's default ONNX backend
   std::string platform = "onnx";    // reported in metadata
   std::string model_filename = "model.onnx";
   int64_t max_batch_size = 0;       // 0: no batch dimension
@@ -85,7 +86,7 @@ struct ModelConfig {
 // ValidateModelConfig(). Every failure -- YAML syntax (with its line), a wrong type, an unknown key,
 // a failed check -- is kInvalidArgument with a message naming the key and, where known, the line.
 Result<ModelConfig> ParseModelConfig(std::string_view yaml_text, std::string_view model_name);
-// Semantic checks: a valid model name, non-empty backend / platform, non-empty unique tensor names,
+// Semantic checks: a valid model name, non-empty platform, non-empty unique tensor names,
 // dims >= -1, max_batch_size >= 0, dynamic batching only with max_batch_size > 0 and preferred sizes
 // unique within 1..max_batch_size, queue delay >= 0, instance count >= 1, threads >= 0,
 // max_queue_size >= 1, timeout >= 0, a known policy (latest >= 1, specific: non-empty, unique,

@@ -25,6 +25,7 @@ struct ServeFlags {
   size_t max_infer_body_mb = 64;
   size_t max_connections = 4096;
   int loader_threads = 1;
+  std::string default_onnx_backend = "opencv_dnn";
   bool verbose = false;
 };
 
@@ -45,6 +46,7 @@ int Serve(const ServeFlags& f) {
   options.admin.admin_key = f.admin_key;
   options.admin.management_enabled = !f.admin_key.empty();
   options.loader_threads = static_cast<size_t>(f.loader_threads);
+  options.default_onnx_backend = f.default_onnx_backend;
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
   sigset_t signals;
@@ -138,6 +140,9 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--max-connections", f.max_connections, "Open connections beyond this get a fast 503")
       ->capture_default_str();
   serve->add_option("--model-load-thread-count", f.loader_threads, "Threads loading models")->capture_default_str();
+  serve->add_option("--default-onnx-backend", f.default_onnx_backend,
+                    "Backend for models whose config names none (opencv_dnn, openvino)")
+      ->capture_default_str();
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 

@@ -9,6 +9,9 @@
 #ifdef FERRY_WITH_OPENCV
 #include "backend/opencv_dnn/opencv_dnn_backend.h"
 #endif
+#ifdef FERRY_WITH_OPENVINO
+#include "backend/openvino/openvino_backend.h"
+#endif
 
 namespace ferry {
 
@@ -17,6 +20,9 @@ std::unique_ptr<BackendRegistry> MakeDefaultBackends() {
   registry->Register(MakeIdentityBackend());
 #ifdef FERRY_WITH_OPENCV
   registry->Register(MakeOpenCvDnnBackend());
+#endif
+#ifdef FERRY_WITH_OPENVINO
+  registry->Register(MakeOpenVinoBackend());
 #endif
   return registry;
 }
@@ -34,7 +40,12 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->backends_ = MakeDefaultBackends();
   s->repository_ = std::make_unique<ModelRepository>(s->options_.model_repository);
   s->metrics_ = std::make_unique<ServingMetrics>();
-  s->factory_ = std::make_unique<BackendServableFactory>(s->backends_.get());
+  if (s->backends_->Find(s->options_.default_onnx_backend) == nullptr) {
+    return InvalidArgument(fmt::format("default ONNX backend '{}' is not in this build (it has: {})",
+                                       s->options_.default_onnx_backend,
+                                       fmt::join(s->backends_->Names(), ", ")));
+  }
+  s->factory_ = std::make_unique<BackendServableFactory>(s->backends_.get(), s->options_.default_onnx_backend);
   ModelManagerOptions manager_options;
   manager_options.loader_threads = s->options_.loader_threads;
   ServingMetrics* metrics = s->metrics_.get();

@@ -29,9 +29,11 @@ struct ServerOptions {
   std::chrono::milliseconds exit_timeout{30'000};   // drain: longest wait for in-flight requests
   std::chrono::milliseconds startup_timeout{300'000};  // wait for initial loads before turning ready
   size_t loader_threads = 1;
+  // The backend of a model whose config names none.
+  std::string default_onnx_backend = "opencv_dnn";
 };
 
-// The backends this build has ("identity", "opencv_dnn" when built with OpenCV).
+// The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
 std::unique_ptr<BackendRegistry> MakeDefaultBackends();
 
 class Server {

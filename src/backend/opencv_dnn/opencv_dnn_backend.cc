@@ -19,6 +19,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
 
+#include "backend/tensor_checks.h"
 #include "tensor/float16.h"
 #include "tensor/unaligned.h"
 
@@ -260,31 +261,7 @@ class OpenCvDnnInstance final : public ModelInstance {
   Result<cv::Mat> InputToMat(const Tensor& t, const TensorSpec& spec, std::optional<int64_t>& batch) const {
     const std::string what = "input '" + spec.name + "'";
     if (t.dtype == DataType::kBytes) return InvalidArgument(what + ": BYTES tensors are not supported by opencv_dnn");
-    const size_t batch_dims = IsBatched(config_) ? 1 : 0;
-    if (t.shape.size() != spec.dims.size() + batch_dims) {
-      return InvalidArgument(what + " has shape " + DimsToString(t.shape) + ", expected " +
-                             std::to_string(spec.dims.size() + batch_dims) + " dimensions");
-    }
-    for (size_t d = 0; d < spec.dims.size(); ++d) {
-      if (spec.dims[d] >= 0 && t.shape[d + batch_dims] != spec.dims[d]) {
-        return InvalidArgument(what + " has shape " + DimsToString(t.shape) + ", the model takes " +
-                               DimsToString(spec.dims) + " per row");
-      }
-    }
-    if (batch_dims == 1) {
-      const int64_t b = t.shape[0];
-      if (b < 1 || b > config_.max_batch_size) {
-        return InvalidArgument(what + ": batch size " + std::to_string(b) + " is outside 1.." +
-                               std::to_string(config_.max_batch_size));
-      }
-      if (batch && *batch != b) return InvalidArgument("inputs disagree on the batch size");
-      batch = b;
-    }
-    FERRY_ASSIGN_OR_RETURN(int64_t bytes, FixedByteSize(t.dtype, t.shape));
-    if (static_cast<uint64_t>(bytes) != t.data.size()) {
-      return InvalidArgument(what + " holds " + std::to_string(t.data.size()) + " bytes, its shape needs " +
-                             std::to_string(bytes));
-    }
+    FERRY_RETURN_IF_ERROR(CheckInputTensor(t, spec, config_, batch));
     FERRY_ASSIGN_OR_RETURN(std::vector<int> sizes, CvSizes(t.shape, spec.name));
     const int ndims = static_cast<int>(sizes.size());
     const auto* data = t.data.data();

@@ -89,7 +89,7 @@ TEST(ParseModelConfigTest, DefaultsForAnEmptyFile) {
     ASSERT_TRUE(r.ok()) << "'" << yaml << "': " << r.status().ToString();
     const ModelConfig& c = *r;
     EXPECT_EQ(c.name, "resnet");  // taken from the folder
-    EXPECT_EQ(c.backend, "opencv_dnn");
+    EXPECT_EQ(c.backend, "");  // the server's default ONNX backend
     EXPECT_EQ(c.platform, "onnx");
     EXPECT_EQ(c.model_filename, "model.onnx");
     EXPECT_EQ(c.max_batch_size, 0);
@@ -180,7 +180,6 @@ TEST(ParseModelConfigTest, WrongTypes) {
 
 TEST(ParseModelConfigTest, ScalarsAndBounds) {
   ExpectError("max_batch_size: -1\n", "max_batch_size must be >= 0, got -1");
-  ExpectError("backend: ''\n", "backend must not be empty");
   ExpectError("platform: ''\n", "platform must not be empty");
   for (std::string_view bad : {"'../model.onnx'", "'a/b.onnx'", "'a\\b.onnx'", "''", "'.'", "'..'"}) {
     ExpectError(std::string("model_filename: ") + std::string(bad) + "\n", "must be a plain file name");
