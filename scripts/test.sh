@@ -36,7 +36,9 @@ step "e2e release" env FERRY_BINARY=build/release/ferry .venv/bin/pytest tests/e
 step "build asan" bash scripts/build.sh asan
 step "ctest asan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --timeout 600 -j1
+# TBB_ENABLE_SANITIZERS: OpenVINO's TBB otherwise dlopens with RTLD_DEEPBIND, which ASan refuses.
 step "e2e asan" env FERRY_BINARY=build/asan/ferry ASAN_OPTIONS=detect_leaks=1 \
+  TBB_ENABLE_SANITIZERS=1 LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   .venv/bin/pytest tests/e2e -q -p no:cacheprovider
 

@@ -94,7 +94,8 @@ int ListModels(const std::string& root) {
     for (int64_t v : m.versions) versions += (versions.empty() ? "" : ",") + std::to_string(v);
     if (m.config.ok()) {
       std::vector<int64_t> served = SelectVersions(m.config->version_policy, m.versions);
-      std::cout << fmt::format("{:<24} {:<12} {:<10} ok ({} to serve)\n", m.name, m.config->backend,
+      const std::string backend = m.config->backend.empty() ? "(default)" : m.config->backend;
+      std::cout << fmt::format("{:<24} {:<12} {:<10} ok ({} to serve)\n", m.name, backend,
                                versions.empty() ? "-" : versions, served.size());
     } else {
       ++invalid;

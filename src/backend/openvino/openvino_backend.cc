@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include <openvino/frontend/manager.hpp>
 #include <openvino/openvino.hpp>
 
 #include "backend/tensor_checks.h"
@@ -241,16 +242,30 @@ class OpenVinoBackend final : public Backend {
   }
 
   // One ov::Core for the process, made on first use (it reads the plugin list; ov::Core is thread-safe).
-  Result<ov::Core*> GetCore() {
-    std::lock_guard lock(core_mutex_);
-    if (!core_) {
+  // Never destroyed: destroying it unloads OpenVINO's plugins, after which the sanitizers can no longer
+  // symbolize what those plugins allocated, and nothing is gained by unloading them at exit.
+  static Result<ov::Core*> GetCore() {
+    static std::mutex mutex;
+    static ov::Core* core = nullptr;
+    std::lock_guard lock(mutex);
+    if (core == nullptr) {
       try {
-        core_ = std::make_unique<ov::Core>();
+        core = new ov::Core();
       } catch (const std::exception& e) {
         return Internal(std::string("cannot start the OpenVINO runtime: ") + e.what());
       }
     }
-    return core_.get();
+    return core;
+  }
+
+  // An .onnx file goes to the ONNX frontend alone. ov::Core::read_model would offer an unreadable file to
+  // every frontend in turn, and the TensorFlow one logs protobuf parse errors for it and leaks.
+  static std::shared_ptr<ov::Model> ReadOnnx(const std::filesystem::path& file) {
+    static std::mutex mutex;
+    static auto* manager = new ov::frontend::FrontEndManager();  // kept, like the Core: see GetCore
+    std::lock_guard lock(mutex);
+    static ov::frontend::FrontEnd::Ptr onnx = manager->load_by_framework("onnx");
+    return onnx->convert(onnx->load(file.string()));
   }
 
   Result<std::unique_ptr<ModelInstance>> CreateInstanceImpl(const ModelConfig& config,
@@ -266,7 +281,7 @@ class OpenVinoBackend final : public Backend {
 
     std::shared_ptr<ov::Model> model;
     try {
-      model = core->read_model(file.string());
+      model = file.extension() == ".onnx" ? ReadOnnx(file) : core->read_model(file.string());
     } catch (const std::exception& e) {
       return InvalidArgument("'" + config.model_filename + "' is not a model OpenVINO can read: " +
                              Shorten(e.what()));
@@ -314,9 +329,6 @@ class OpenVinoBackend final : public Backend {
     FERRY_RETURN_IF_ERROR(instance->WarmUp());
     return std::unique_ptr<ModelInstance>(std::move(instance));
   }
-
-  std::mutex core_mutex_;
-  std::unique_ptr<ov::Core> core_;
 };
 
 }  // namespace
