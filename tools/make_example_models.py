@@ -8,15 +8,26 @@ Run with Debian's Python (it sees python3-torch 1.13; a pyenv Python on PATH doe
 Deterministic: fixed seeds, single-threaded-equivalent math, no clock. Needs only torch and numpy — not
 python OpenCV and not the `onnx` package (torch.onnx.export writes the protobuf itself).
 
-Models (each as <out>/<name>/config.yaml and <out>/<name>/1/model.onnx):
+Models (each as <out>/<name>/config.yaml, <out>/<name>/1/model.onnx and <out>/<name>/1/reference/):
   identity  INPUT0 FP32 [16] -> OUTPUT0 = INPUT0 * 2 + 1, max_batch_size 64. The "overhead" model: one
             real op each for Mul and Add so OpenCV keeps a graph (a pure pass-through has no layers).
   cnn       image FP32 [3,224,224] -> probabilities FP32 [10] (softmax), max_batch_size 8. A small
             MobileNet-like classifier with random weights, built only from ops OpenCV 4.6 DNN imports
             correctly: Conv, BatchNorm, ReLU, depthwise Conv, GlobalAveragePool, Flatten, Gemm, Softmax.
             No Clip/ReLU6 (wrong at opset >= 11), no view(N, -1) (wrong shape with batch > 1).
+  transformer  tokens FP32 [8,32] -> encoded FP32 [8,32], max_batch_size 8, backend openvino. A pre-norm
+            transformer encoder block (nn.LayerNorm, 4-head self-attention with the 1/sqrt(d) scale as a
+            constant, residuals, GELU MLP), opset 17. OpenCV 4.6 DNN cannot import it (LayerNorm).
+  attention tokens FP32 [8,32] -> attended FP32 [8,32], max_batch_size 8, backend openvino. Single-head
+            self-attention with a residual and no LayerNorm, opset 13. OpenCV 4.6 DNN imports it but
+            computes wrong numbers (the scalar divide after Q K^T); the reference check catches it.
 
-References (<ref-out>/<name>.json): one input and the PyTorch output. The identity input is stored
+Reference samples (<out>/<name>/1/reference/reference.yaml + raw little-endian tensor files): inputs and
+the PyTorch outputs, in the format Ferry checks every version against when it loads (a version whose
+backend disagrees is refused). See `write_reference_samples`.
+
+
+JSON references for the C++ tests (<ref-out>/<name>.json, identity and cnn only): one input and the PyTorch output. The identity input is stored
 literally; the cnn input is described by a formula (see `cnn_input`) so that the file stays small:
 
     k     = (i * 7919 + 13) % 1000         for flat index i in [0, batch*3*224*224), row-major NCHW
@@ -95,6 +106,63 @@ def calibrate_batchnorm(model, gen, steps=4, batch=4):
     model.eval()
 
 
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer encoder block: x + MHA(LN(x)), then + MLP(LN(.)). Sequence length and width
+    are fixed ([batch, 8, 32]); head reshapes use -1 for the batch, so no shape arithmetic is traced."""
+
+    def __init__(self, seq=8, width=32, heads=4, hidden=64):
+        super().__init__()
+        self.seq, self.width, self.heads, self.head_dim = seq, width, heads, width // heads
+        self.scale = float(1.0 / (self.head_dim ** 0.5))  # a constant, never computed from x.shape
+        self.ln1 = nn.LayerNorm(width)
+        self.q = nn.Linear(width, width)
+        self.k = nn.Linear(width, width)
+        self.v = nn.Linear(width, width)
+        self.proj = nn.Linear(width, width)
+        self.ln2 = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, width)
+
+    def heads_first(self, t):  # [B, T, C] -> [B, H, T, D]
+        return t.reshape(-1, self.seq, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x):
+        h = self.ln1(x)
+        q, k, v = self.heads_first(self.q(h)), self.heads_first(self.k(h)), self.heads_first(self.v(h))
+        a = (q @ k.transpose(-2, -1)) * self.scale
+        o = (a.softmax(-1) @ v).transpose(1, 2).reshape(-1, self.seq, self.width)
+        x = x + self.proj(o)
+        return x + self.fc2(self.act(self.fc1(self.ln2(x))))
+
+
+class Attention(nn.Module):
+    """Single-head self-attention with a residual, no LayerNorm: the block OpenCV 4.6 DNN loads but gets
+    wrong. Separate q/k/v projections (a fused qkv split would export Identity nodes OpenCV rejects)."""
+
+    def __init__(self, width=32):
+        super().__init__()
+        self.scale = float(width ** 0.5)  # a Python float: a traced x.shape would export a Pow node
+        self.q = nn.Linear(width, width)
+        self.k = nn.Linear(width, width)
+        self.v = nn.Linear(width, width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        a = (self.q(x) @ self.k(x).transpose(-2, -1)) / self.scale
+        return x + self.proj(a.softmax(-1) @ self.v(x))
+
+
+def randomize_layernorms(model, gen):
+    """Non-trivial LayerNorm affine parameters: a reference check with weight 1 / bias 0 would not see
+    them, and identical initializers would be exported as Identity nodes."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.copy_(1.0 + 0.2 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=gen))
+
+
 def cnn_input(batch):
     n = batch * 3 * 224 * 224
     i = np.arange(n, dtype=np.int64)
@@ -108,14 +176,20 @@ def yaml_dims(dims):
     return "[" + ", ".join(str(d) for d in dims) + "]"
 
 
-def write_config(model_dir, name, max_batch_size, inputs, outputs, preferred, delay_us, threads):
+def write_config(model_dir, name, max_batch_size, inputs, outputs, preferred, delay_us, threads,
+                 backend="opencv_dnn", parameters=None, model_filename=None, platform="onnx",
+                 written_by="tools/make_example_models.py"):
     # `threads` ends up in cv::setNumThreads, which is process-wide (the last model loaded wins), so
     # every example model asks for the same count.
     lines = [
-        f"# Written by tools/make_example_models.py; edit the script, not this file.",
+        f"# Written by {written_by}; edit the script, not this file.",
         f"name: {name}",
-        "backend: opencv_dnn",
-        "platform: onnx",
+        f"backend: {backend}",
+        f"platform: {platform}",
+    ]
+    if model_filename:
+        lines.append(f"model_filename: {model_filename}")
+    lines += [
         f"max_batch_size: {max_batch_size}",
         "inputs:",
     ]
@@ -126,17 +200,19 @@ def write_config(model_dir, name, max_batch_size, inputs, outputs, preferred, de
                  f"preferred_batch_sizes: {yaml_dims(preferred)}}}")
     lines.append(f"instance_group: {{count: 1, threads: {threads}}}")
     lines.append("max_queue_size: 64")
+    if parameters:
+        lines.append("parameters: {" + ", ".join(f"{k}: {v}" for k, v in parameters.items()) + "}")
     with open(os.path.join(model_dir, "config.yaml"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
-def export(model, example, path, input_name, output_name):
+def export(model, example, path, input_name, output_name, opset=OPSET):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.onnx.export(
         model, example, path,
         input_names=[input_name], output_names=[output_name],
         dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-        opset_version=OPSET, do_constant_folding=True, export_params=True,
+        opset_version=opset, do_constant_folding=True, export_params=True,
     )
     size = os.path.getsize(path)
     if size >= 2 * 1024 * 1024:
@@ -156,6 +232,76 @@ def write_reference(path, ref):
         f.write("\n")
 
 
+# ------------------------------------------------------------------------------ reference samples
+
+DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.float16): "FP16",
+             np.dtype(np.int8): "INT8", np.dtype(np.int16): "INT16", np.dtype(np.int32): "INT32",
+             np.dtype(np.int64): "INT64", np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16",
+             np.dtype(np.uint32): "UINT32", np.dtype(np.uint64): "UINT64", np.dtype(np.bool_): "BOOL"}
+
+DEFAULT_TOLERANCE = (1.0e-4, 1.0e-3)  # (absolute, relative)
+
+
+def yaml_float(v):
+    """1e-4 -> '1.0e-4', 0 -> '0'; a plain, locale-free spelling any YAML reader takes as a float."""
+    v = float(v)
+    if v == 0.0:
+        return "0"
+    mantissa, exponent = f"{v:.6e}".split("e")
+    mantissa = mantissa.rstrip("0")
+    if mantissa.endswith("."):
+        mantissa += "0"
+    return f"{mantissa}e{int(exponent)}"
+
+
+def yaml_tolerance(tol):
+    return f"{{absolute: {yaml_float(tol[0])}, relative: {yaml_float(tol[1])}}}"
+
+
+def write_reference_samples(version_dir, samples, tolerance=DEFAULT_TOLERANCE, comment=None):
+    """Writes <version_dir>/reference/reference.yaml and one raw little-endian row-major file per tensor.
+
+    samples: [{"name": "s0", "inputs": [(name, array)], "outputs": [(name, array)],
+               "tolerance": (absolute, relative) or absent}]. Arrays carry the batch dimension when the
+    model has max_batch_size > 0. The check Ferry runs at load (numpy.allclose's rule): an element
+    passes when |got - want| <= absolute + relative * |want|; integer and bool outputs match exactly.
+    Needs only numpy (the int8 script's OpenVINO stage has no torch)."""
+    ref_dir = os.path.join(version_dir, "reference")
+    if os.path.isdir(ref_dir):
+        for f in os.listdir(ref_dir):
+            os.remove(os.path.join(ref_dir, f))
+    os.makedirs(ref_dir, exist_ok=True)
+
+    def entry(sample, name, array):
+        array = np.ascontiguousarray(array)
+        file = f"{sample}.{name}.bin"
+        with open(os.path.join(ref_dir, file), "wb") as f:
+            f.write(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+        return (f"      - {{name: {name}, datatype: {DATATYPES[array.dtype]}, "
+                f"shape: {yaml_dims(array.shape)}, file: {file}}}")
+
+    lines = ["# Written by " + (comment or "tools/make_example_models.py") + "; inputs and the PyTorch outputs.",
+             "# An element passes when |got - want| <= absolute + relative * |want| (numpy.allclose's rule);",
+             "# integer/bool/BYTES outputs must match exactly. Files: raw little-endian row-major elements.",
+             f"tolerance: {yaml_tolerance(tolerance)}",
+             "samples:"]
+    for sample in samples:
+        lines.append(f"  - name: {sample['name']}")
+        if sample.get("tolerance") is not None:
+            lines.append(f"    tolerance: {yaml_tolerance(sample['tolerance'])}")
+        lines.append("    inputs:")
+        lines += [entry(sample["name"], n, a) for n, a in sample["inputs"]]
+        lines.append("    outputs:")
+        lines += [entry(sample["name"], n, a) for n, a in sample["outputs"]]
+    with open(os.path.join(ref_dir, "reference.yaml"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def torch_outputs(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
 def make_identity(out, ref_out):
     name = "identity"
     model_dir = os.path.join(out, name)
@@ -172,6 +318,9 @@ def make_identity(out, ref_out):
         "output": {"name": "OUTPUT0", "shape": list(y.shape), "data": floats(y)},
         "tolerance": 1e-6,
     })
+    write_reference_samples(os.path.join(model_dir, "1"),
+                            [{"name": "s0", "inputs": [("INPUT0", x)], "outputs": [("OUTPUT0", y)]}],
+                            tolerance=(1.0e-6, 0.0))
     return size
 
 
@@ -204,6 +353,50 @@ def make_cnn(out, ref_out):
         "output": {"name": "probabilities", "shape": list(y.shape), "data": floats(y)},
         "tolerance": 1e-4,
     })
+    # One image (600 KB) keeps the repository small; the JSON reference above checks batching.
+    write_reference_samples(os.path.join(model_dir, "1"),
+                            [{"name": "s0", "inputs": [("image", x[:1])], "outputs": [("probabilities", y[:1])]}],
+                            tolerance=(1.0e-4, 0.0))
+    return size
+
+
+def token_samples(model, seed, batch=2, seq=8, width=32):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, seq, width, generator=gen).numpy()
+    return x, torch_outputs(model, x)
+
+
+def make_transformer(out, ref_out):
+    name = "transformer"
+    model_dir = os.path.join(out, name)
+    torch.manual_seed(SEED + 10)
+    model = EncoderBlock()
+    randomize_layernorms(model, torch.Generator().manual_seed(SEED + 11))
+    model.eval()
+    size = export(model, torch.zeros(1, 8, 32), os.path.join(model_dir, "1", "model.onnx"),
+                  "tokens", "encoded", opset=17)
+    write_config(model_dir, name, 8, [("tokens", [8, 32])], [("encoded", [8, 32])],
+                 preferred=[4, 8], delay_us=200, threads=2, backend="openvino",
+                 parameters={"inference_precision": "f32"})
+    x, y = token_samples(model, SEED + 12)
+    write_reference_samples(os.path.join(model_dir, "1"),
+                            [{"name": "s0", "inputs": [("tokens", x)], "outputs": [("encoded", y)]}])
+    return size
+
+
+def make_attention(out, ref_out):
+    name = "attention"
+    model_dir = os.path.join(out, name)
+    torch.manual_seed(SEED + 20)
+    model = Attention().eval()
+    size = export(model, torch.zeros(1, 8, 32), os.path.join(model_dir, "1", "model.onnx"),
+                  "tokens", "attended", opset=13)
+    write_config(model_dir, name, 8, [("tokens", [8, 32])], [("attended", [8, 32])],
+                 preferred=[4, 8], delay_us=200, threads=2, backend="openvino",
+                 parameters={"inference_precision": "f32"})
+    x, y = token_samples(model, SEED + 21)
+    write_reference_samples(os.path.join(model_dir, "1"),
+                            [{"name": "s0", "inputs": [("tokens", x)], "outputs": [("attended", y)]}])
     return size
 
 
@@ -217,7 +410,8 @@ def main():
     torch.set_num_threads(2)
     # Deterministic kernels where it matters (CPU convolutions are already deterministic).
     torch.use_deterministic_algorithms(True)
-    for name, fn in (("identity", make_identity), ("cnn", make_cnn)):
+    for name, fn in (("identity", make_identity), ("cnn", make_cnn), ("transformer", make_transformer),
+                     ("attention", make_attention)):
         size = fn(args.out, args.ref_out)
         print(f"{name}: {os.path.join(args.out, name)} ({size} bytes)")
 
