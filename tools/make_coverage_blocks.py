@@ -30,7 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_example_models import Attention, export, write_config, write_reference_samples  # noqa: E402
+from make_example_models import Attention, export, write_config  # noqa: E402
+from reference_samples import write_reference_samples  # noqa: E402
 
 BACKENDS = ("opencv_dnn", "openvino")
 BATCH = 2

@@ -41,6 +41,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_samples import write_reference_samples, yaml_float  # noqa: E402 (numpy only)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20240923
 SIZE = 32
@@ -125,8 +128,7 @@ def stage_train(args):
     import torch
     import torch.nn as nn
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from make_example_models import export, write_config, write_reference_samples
+    from make_example_models import export, write_config
 
     torch.set_num_threads(2)
     torch.manual_seed(SEED)
@@ -249,15 +251,6 @@ def ensure_venv(venv):
 
 
 # ---------------------------------------------------------------------------------- stage 2: quantize
-
-def yaml_float(v):
-    v = float(v)
-    if v == 0.0:
-        return "0"
-    mantissa, exponent = f"{v:.6e}".split("e")
-    mantissa = mantissa.rstrip("0")
-    return f"{mantissa + '0' if mantissa.endswith('.') else mantissa}e{int(exponent)}"
-
 
 def round_up(v):
     """Up to one significant digit: 0.0234 -> 0.03."""
