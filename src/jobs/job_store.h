@@ -1,0 +1,56 @@
+#pragma once
+// Where asynchronous jobs live. Every write returns only after it is committed with the store's
+// durability (so a 202 is never sent for a job a crash could lose); failures to write are kUnavailable,
+// never a silent success. Thread-safe.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "jobs/job.h"
+
+namespace ferry {
+
+struct JobCounts {
+  int64_t queued = 0, running = 0, succeeded = 0, failed = 0, cancelled = 0;
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  // Commits a new queued job, or returns the job an earlier submit with the same idempotency key made.
+  // kUnavailable when the store is full (queued + running at the bound) or cannot write.
+  virtual Result<SubmitOutcome> Submit(const NewJob& job) = 0;
+  virtual Result<std::optional<Job>> Get(const std::string& id) = 0;
+  // The stored result of a succeeded job: kNotFound without the job, kFailedPrecondition before it
+  // succeeded.
+  virtual Result<std::string> GetResult(const std::string& id) = 0;
+  // Newest first. `page_token` is the one the previous page returned.
+  virtual Result<JobPage> List(const JobFilter& filter, int64_t page_size, const std::string& page_token) = 0;
+  virtual Result<JobCounts> Counts() = 0;
+
+  // Hands out up to `max_jobs` queued jobs (highest priority, then oldest) to `owner` until now +
+  // `lease`, counting an attempt each.
+  virtual Result<std::vector<Job>> Lease(const std::string& owner, int64_t max_jobs,
+                                         std::chrono::milliseconds lease) = 0;
+  // Extends a lease; kFailedPrecondition when `owner` no longer holds it (expired and re-leased, or
+  // cancelled), which tells the runner to drop the work.
+  virtual Status Heartbeat(const std::string& id, const std::string& owner, std::chrono::milliseconds lease) = 0;
+  // Ends an attempt held by `owner`: stores the result (succeeded), or records the error and requeues
+  // while attempts remain (failed once they do not: the dead letter). kFailedPrecondition when the
+  // lease was lost, in which case nothing is stored.
+  virtual Status Complete(const std::string& id, const std::string& owner, const std::string& result) = 0;
+  virtual Status Fail(const std::string& id, const std::string& owner, const std::string& error) = 0;
+  // Cancels a queued or running job and returns its state afterwards (a final job is left as it is).
+  virtual Result<JobState> Cancel(const std::string& id) = 0;
+
+  // Returns running jobs whose lease expired to the queue (or to failed with no attempts left).
+  virtual Result<int64_t> ReapExpiredLeases() = 0;
+  // Removes final jobs finished more than `retention` ago.
+  virtual Result<int64_t> DeleteFinishedBefore(std::chrono::milliseconds retention) = 0;
+};
+
+}  // namespace ferry
