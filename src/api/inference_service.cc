@@ -96,7 +96,7 @@ Result<int64_t> ValidateAndOrderInputs(const ModelConfig& config, std::vector<Te
 }
 
 void InferenceService::Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
-                             std::shared_ptr<CancelToken> cancel, InferDone done) {
+                             std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority) {
   const SteadyTime start = std::chrono::steady_clock::now();
   Result<ModelHandle> handle = manager_->Get(model, version);
   if (!handle.ok()) return done(handle.status());
@@ -122,6 +122,7 @@ void InferenceService::Infer(std::string_view model, std::optional<int64_t> vers
   InferenceTask task;
   task.inputs = std::move(shared->request.inputs);
   task.batch_size = *batch;
+  task.priority = priority;
   task.cancel = std::move(cancel);
   if (effective_timeout > 0) task.deadline = start + Micros(effective_timeout);
 

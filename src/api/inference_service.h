@@ -24,8 +24,9 @@ class InferenceService {
   InferenceService(ModelManager* manager, ServingMetrics* metrics) : manager_(manager), metrics_(metrics) {}
 
   // Calls `done` exactly once: inline for requests refused up front, else on an executor thread.
+  // Job work passes Priority::kJob: it runs only while no online request waits for the model.
   void Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
-             std::shared_ptr<CancelToken> cancel, InferDone done);
+             std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority = Priority::kOnline);
 
   Status ModelReady(std::string_view model, std::optional<int64_t> version) const;
   // GET /v2/models/{m}[/versions/{v}]

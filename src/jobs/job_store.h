@@ -33,17 +33,17 @@ class JobStore {
   virtual Result<JobCounts> Counts() = 0;
 
   // Hands out up to `max_jobs` queued jobs (highest priority, then oldest) to `owner` until now +
-  // `lease`, counting an attempt each.
+  // `lease`, counting an attempt each. Only these carry spec.request; Get and List leave it empty.
   virtual Result<std::vector<Job>> Lease(const std::string& owner, int64_t max_jobs,
                                          std::chrono::milliseconds lease) = 0;
   // Extends a lease; kFailedPrecondition when `owner` no longer holds it (expired and re-leased, or
   // cancelled), which tells the runner to drop the work.
   virtual Status Heartbeat(const std::string& id, const std::string& owner, std::chrono::milliseconds lease) = 0;
   // Ends an attempt held by `owner`: stores the result (succeeded), or records the error and requeues
-  // while attempts remain (failed once they do not: the dead letter). kFailedPrecondition when the
-  // lease was lost, in which case nothing is stored.
+  // while attempts remain and `retry` is true (failed otherwise: the dead letter; a request that can
+  // never succeed is not retried). kFailedPrecondition when the lease was lost: nothing is stored.
   virtual Status Complete(const std::string& id, const std::string& owner, const std::string& result) = 0;
-  virtual Status Fail(const std::string& id, const std::string& owner, const std::string& error) = 0;
+  virtual Status Fail(const std::string& id, const std::string& owner, const std::string& error, bool retry) = 0;
   // Cancels a queued or running job and returns its state afterwards (a final job is left as it is).
   virtual Result<JobState> Cancel(const std::string& id) = 0;
 

@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs(state, lease_expires_ms);
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_ms DESC, id DESC);
 )sql";
 
-// Every column but request and result, in this order, for ReadJob.
+// Every column but request and result, in this order, for ReadJob; a query may add `request` last.
 constexpr const char* kJobColumns =
     "id, model, kind, idempotency_key, webhook_url, priority, max_attempts, state, attempts, created_ms, "
     "started_ms, finished_ms, updated_ms, lease_owner, lease_expires_ms, error, result IS NOT NULL";
@@ -61,6 +61,7 @@ Job ReadJob(const SqliteStatement& row) {
   j.lease_expires_ms = row.Int(14);
   j.error = row.Text(15);
   j.has_result = row.Int(16) != 0;
+  if (row.ColumnCount() > 17) j.spec.request = row.Text(17);
   return j;
 }
 
@@ -70,21 +71,22 @@ std::string NewJobId() {
   return fmt::format("{:016x}{:016x}", rng(), rng());
 }
 
-Result<std::optional<Job>> SelectJob(SqliteDb& db, const std::string& id) {
-  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(fmt::format("SELECT {} FROM jobs WHERE id = ?", kJobColumns)));
+// `with_request`: also the request body (the runner needs it; listings and status views do not).
+Result<std::optional<Job>> SelectJob(SqliteDb& db, const std::string& id, bool with_request = false) {
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(fmt::format("SELECT {}{} FROM jobs WHERE id = ?", kJobColumns,
+                                                                    with_request ? ", request" : "")));
   st.BindText(1, id);
   FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<Job>();
   return std::optional<Job>(ReadJob(st));
 }
 
-// Leaves `id` in the state an ended attempt gives it: queued again while attempts remain, failed
-// (the dead letter) when they do not. Only for a job `owner` holds (or, with an empty owner, any
-// running job whose lease expired before `now`).
+// The state an ended attempt leaves a job in: queued again while attempts remain and ?5 (retry) is 1,
+// failed (the dead letter) otherwise. ?1 is now, ?2 the error; callers add the WHERE clause.
 constexpr const char* kEndAttempt = R"sql(
 UPDATE jobs SET
-  state = CASE WHEN attempts >= max_attempts THEN 3 ELSE 0 END,
-  finished_ms = CASE WHEN attempts >= max_attempts THEN ?1 ELSE 0 END,
+  state = CASE WHEN ?5 = 0 OR attempts >= max_attempts THEN 3 ELSE 0 END,
+  finished_ms = CASE WHEN ?5 = 0 OR attempts >= max_attempts THEN ?1 ELSE 0 END,
   error = ?2, lease_owner = NULL, lease_expires_ms = 0, updated_ms = ?1
 )sql";
 
@@ -331,7 +333,7 @@ Result<std::vector<Job>> SqliteJobStore::Lease(const std::string& owner, int64_t
           "started_ms = CASE WHEN started_ms = 0 THEN ? ELSE started_ms END, updated_ms = ? WHERE id = ?"));
       take.BindText(1, owner).Bind(2, now + lease.count()).Bind(3, now).Bind(4, now).BindText(5, id);
       FERRY_RETURN_IF_ERROR(take.Run());
-      FERRY_ASSIGN_OR_RETURN(std::optional<Job> job, SelectJob(db, id));
+      FERRY_ASSIGN_OR_RETURN(std::optional<Job> job, SelectJob(db, id, /*with_request=*/true));
       if (job) leased.push_back(std::move(*job));
     }
     return Status::Ok();
@@ -365,11 +367,11 @@ Status SqliteJobStore::Complete(const std::string& id, const std::string& owner,
   });
 }
 
-Status SqliteJobStore::Fail(const std::string& id, const std::string& owner, const std::string& error) {
+Status SqliteJobStore::Fail(const std::string& id, const std::string& owner, const std::string& error, bool retry) {
   return Write([&](SqliteDb& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         std::string(kEndAttempt) + " WHERE id = ?3 AND state = 1 AND lease_owner = ?4"));
-    st.Bind(1, Now()).BindText(2, error).BindText(3, id).BindText(4, owner);
+    st.Bind(1, Now()).BindText(2, error).BindText(3, id).BindText(4, owner).Bind(5, retry ? 1 : 0);
     FERRY_RETURN_IF_ERROR(st.Run());
     if (db.Changes() == 0) return FailedPrecondition(fmt::format("'{}' no longer holds job '{}'", owner, id));
     return Status::Ok();
@@ -398,7 +400,7 @@ Result<int64_t> SqliteJobStore::ReapExpiredLeases() {
   Status s = Write([&](SqliteDb& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         std::string(kEndAttempt) + " WHERE state = 1 AND lease_expires_ms < ?1"));
-    st.Bind(1, Now()).BindText(2, "the worker's lease expired (it stopped or crashed mid-attempt)");
+    st.Bind(1, Now()).BindText(2, "the worker's lease expired (it stopped or crashed mid-attempt)").Bind(5, 1);
     FERRY_RETURN_IF_ERROR(st.Run());
     reaped = db.Changes();
     return Status::Ok();

@@ -50,7 +50,7 @@ class SqliteJobStore final : public JobStore {
   Result<std::vector<Job>> Lease(const std::string& owner, int64_t max_jobs, std::chrono::milliseconds lease) override;
   Status Heartbeat(const std::string& id, const std::string& owner, std::chrono::milliseconds lease) override;
   Status Complete(const std::string& id, const std::string& owner, const std::string& result) override;
-  Status Fail(const std::string& id, const std::string& owner, const std::string& error) override;
+  Status Fail(const std::string& id, const std::string& owner, const std::string& error, bool retry) override;
   Result<JobState> Cancel(const std::string& id) override;
   Result<int64_t> ReapExpiredLeases() override;
   Result<int64_t> DeleteFinishedBefore(std::chrono::milliseconds retention) override;

@@ -134,11 +134,13 @@ Status DynamicBatcher::Submit(InferenceTask&& task) {
   {
     std::lock_guard lock(mu_);
     if (draining_) return Unavailable("the model version is unloading");
-    if (queue_.size() >= options_.max_queue_size) {
+    // Online and background work are bounded separately, so a job backlog never fills the online queue.
+    std::deque<Queued>& queue = task.priority == Priority::kOnline ? queue_ : background_;
+    if (queue.size() >= options_.max_queue_size) {
       return Unavailable(fmt::format("the model's queue is full ({} requests)", options_.max_queue_size));
     }
     task.enqueue_time = options_.clock->Now();
-    queue_.push_back(Queued{std::move(task), std::move(key)});
+    queue.push_back(Queued{std::move(task), std::move(key)});
   }
   cv_.notify_one();
   return Status::Ok();
@@ -146,7 +148,7 @@ Status DynamicBatcher::Submit(InferenceTask&& task) {
 
 size_t DynamicBatcher::QueueDepth() const {
   std::lock_guard lock(mu_);
-  return queue_.size();
+  return queue_.size() + background_.size();
 }
 
 void DynamicBatcher::Drain() {
@@ -161,13 +163,15 @@ void DynamicBatcher::Drain() {
 }
 
 void DynamicBatcher::TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expired) {
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    const InferenceTask& t = it->task;
-    if ((t.cancel && t.cancel->cancelled()) || (t.deadline && now >= *t.deadline)) {
-      expired->push_back(std::move(*it));
-      it = queue_.erase(it);
-    } else {
-      ++it;
+  for (std::deque<Queued>* queue : {&queue_, &background_}) {
+    for (auto it = queue->begin(); it != queue->end();) {
+      const InferenceTask& t = it->task;
+      if ((t.cancel && t.cancel->cancelled()) || (t.deadline && now >= *t.deadline)) {
+        expired->push_back(std::move(*it));
+        it = queue->erase(it);
+      } else {
+        ++it;
+      }
     }
   }
 }
@@ -186,23 +190,25 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
         const SteadyTime now = options_.clock->Now();
         TakeExpiredLocked(now, &expired);
         if (!expired.empty()) break;  // complete them outside the lock first
-        if (queue_.empty()) {
+        if (queue_.empty() && background_.empty()) {
           if (draining_) return;
           cv_.wait(lock);
           continue;
         }
+        // Background (job) work runs only while no online request waits; the two never share a batch.
+        std::deque<Queued>& queue = queue_.empty() ? background_ : queue_;
         head.clear();
-        const size_t look = std::min<size_t>(queue_.size(), static_cast<size_t>(planner_.options().max_batch_size));
+        const size_t look = std::min<size_t>(queue.size(), static_cast<size_t>(planner_.options().max_batch_size));
         for (size_t i = 0; i < look; ++i) {
-          head.push_back(PendingTask{queue_[i].task.batch_size, queue_[i].task.enqueue_time, &queue_[i].shape_key});
+          head.push_back(PendingTask{queue[i].task.batch_size, queue[i].task.enqueue_time, &queue[i].shape_key});
         }
         BatchDecision decision = planner_.Decide(head, now);
         // While draining, queued work runs at once instead of waiting for company.
         if (decision.task_count == 0 && draining_) decision.task_count = head.size();
         if (decision.task_count > 0) {
           for (size_t i = 0; i < decision.task_count; ++i) {
-            batch.push_back(std::move(queue_.front()));
-            queue_.pop_front();
+            batch.push_back(std::move(queue.front()));
+            queue.pop_front();
           }
           break;
         }

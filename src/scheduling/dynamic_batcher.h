@@ -1,6 +1,6 @@
 #pragma once
-// Per-model-version scheduler for tensor models: a bounded queue in front of one executor thread per
-// model instance. Each executor takes a batch planned by BatchPlanner, concatenates the tasks' inputs
+// Per-model-version scheduler for tensor models: bounded queues (online, and background for jobs, which
+// runs only when no online request waits) in front of one executor thread per model instance. Each executor takes a batch planned by BatchPlanner, concatenates the tasks' inputs
 // along the batch dimension, runs the instance once and splits the outputs back per task.
 // Thread-safe.
 #include <condition_variable>
@@ -18,7 +18,7 @@ namespace ferry {
 
 struct DynamicBatcherOptions {
   BatchPlannerOptions planner;
-  size_t max_queue_size = 64;     // tasks; Submit says Unavailable beyond it
+  size_t max_queue_size = 64;     // tasks per queue (online, background); Submit says Unavailable beyond it
   bool model_has_batch_dim = true;  // false: inputs are passed through untouched, one task per run
   const Clock* clock = &Clock::Real();
 };
@@ -53,7 +53,8 @@ class DynamicBatcher final : public Scheduler {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Queued> queue_;
+  std::deque<Queued> queue_;       // Priority::kOnline
+  std::deque<Queued> background_;  // every other priority: runs only while queue_ is empty
   bool draining_ = false;
 };
 

@@ -104,6 +104,7 @@ TEST_F(SqliteJobStoreTest, LeaseTakesHighestPriorityThenOldestAndCountsAttempts)
   EXPECT_EQ((*leased)[0].attempts, 1);
   EXPECT_EQ((*leased)[0].lease_owner, "w1");
   EXPECT_EQ((*leased)[0].lease_expires_ms, now_.load() + 1000);
+  EXPECT_EQ((*leased)[0].spec.request, Spec().request);  // the runner gets the body, binary bytes included
   auto rest = store->Lease("w2", 5, milliseconds(1000));
   ASSERT_EQ(rest->size(), 1u);
   EXPECT_EQ((*rest)[0].id, low2);
@@ -137,18 +138,23 @@ TEST_F(SqliteJobStoreTest, FailedAttemptsRequeueUntilTheLastOneDeadLetters) {
   spec.max_attempts = 2;
   const std::string id = store->Submit(spec)->id;
   ASSERT_EQ(store->Lease("w", 1, milliseconds(1000))->size(), 1u);
-  ASSERT_TRUE(store->Fail(id, "w", "model exploded").ok());
+  ASSERT_TRUE(store->Fail(id, "w", "model exploded", /*retry=*/true).ok());
   Job j = **store->Get(id);
   EXPECT_EQ(j.state, JobState::kQueued);
   EXPECT_EQ(j.error, "model exploded");
   ASSERT_EQ(store->Lease("w", 1, milliseconds(1000))->size(), 1u);
-  ASSERT_TRUE(store->Fail(id, "w", "exploded again").ok());
+  ASSERT_TRUE(store->Fail(id, "w", "exploded again", /*retry=*/true).ok());
   j = **store->Get(id);
   EXPECT_EQ(j.state, JobState::kFailed);
   EXPECT_EQ(j.attempts, 2);
   EXPECT_EQ(j.error, "exploded again");
   EXPECT_GT(j.finished_ms, 0);
   EXPECT_TRUE(store->Lease("w", 1, milliseconds(1000))->empty());
+
+  const std::string hopeless = store->Submit(Spec("bad request"))->id;
+  ASSERT_EQ(store->Lease("w", 1, milliseconds(1000))->size(), 1u);
+  ASSERT_TRUE(store->Fail(hopeless, "w", "input 'x' has the wrong shape", /*retry=*/false).ok());
+  EXPECT_EQ((**store->Get(hopeless)).state, JobState::kFailed);  // after one attempt of three
 }
 
 TEST_F(SqliteJobStoreTest, ExpiredLeasesReturnToTheQueueAndHeartbeatsKeepThem) {

@@ -123,6 +123,50 @@ TEST(DynamicBatcherTest, QueuedTasksRunAsOneBatchAndSplitBack) {
   EXPECT_EQ(instance->batches(), (std::vector<int64_t>{1, 3}));
 }
 
+TEST(DynamicBatcherTest, OnlineRequestsRunBeforeQueuedJobWorkAndNeverShareItsBatch) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance, /*max_queue=*/2);
+  instance->Hold();
+  auto busy = std::make_shared<Outcome>();
+  auto busy_future = busy->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({0, 0}, busy)).ok());
+  instance->WaitRunning();
+
+  std::mutex mu;
+  std::vector<std::string> order;
+  std::vector<std::future<void>> done;
+  auto submit = [&](const std::string& name, Priority priority, int rows) {
+    auto finished = std::make_shared<std::promise<void>>();
+    done.push_back(finished->get_future());
+    InferenceTask task;
+    task.inputs.push_back(MakeFloatTensor("in", {rows, 2}, std::vector<float>(2 * rows, 1.0f)));
+    task.batch_size = rows;
+    task.priority = priority;
+    task.on_complete = [&, name, finished](Result<std::vector<Tensor>> r, const TaskTimings&) {
+      EXPECT_TRUE(r.ok());
+      {
+        std::lock_guard lock(mu);
+        order.push_back(name);
+      }
+      finished->set_value();
+    };
+    return batcher->Submit(std::move(task));
+  };
+  ASSERT_TRUE(submit("job1", Priority::kJob, 1).ok());
+  ASSERT_TRUE(submit("job2", Priority::kJob, 1).ok());
+  // The background queue is full; online work is bounded on its own and still gets in.
+  EXPECT_EQ(submit("job3", Priority::kJob, 1).code(), StatusCode::kUnavailable);
+  done.pop_back();
+  ASSERT_TRUE(submit("online", Priority::kOnline, 1).ok());
+  EXPECT_EQ(batcher->QueueDepth(), 3u);
+  instance->Release();
+  ASSERT_TRUE(busy_future.get().ok());
+  for (auto& f : done) f.get();
+  EXPECT_EQ(order, (std::vector<std::string>{"online", "job1", "job2"}));
+  // busy, then the online request alone, then both jobs together.
+  EXPECT_EQ(instance->batches(), (std::vector<int64_t>{1, 1, 2}));
+}
+
 TEST(DynamicBatcherTest, FullQueueSaysUnavailableAndKeepsTheTask) {
   DoublingInstance* instance;
   auto batcher = MakeBatcher(&instance, /*max_queue=*/1);

@@ -1,0 +1,212 @@
+#include "jobs/job_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "jobs/sqlite_job_store.h"
+#include "testing/temp_repository.h"
+
+namespace ferry {
+namespace {
+
+using std::chrono::milliseconds;
+using ferry::testing::TempRepository;
+
+// Waits (polling) for `condition`, up to 10 s; false if it never held.
+bool Eventually(const std::function<bool()>& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return condition();
+}
+
+// An executor whose jobs finish when the test says so.
+class ManualExecutor {
+ public:
+  JobExecutor executor() {
+    return [this](const Job& job, std::shared_ptr<CancelToken> cancel, std::function<void(JobOutcome)> done) {
+      std::lock_guard lock(mu_);
+      started_.push_back({job, std::move(cancel), std::move(done)});
+      max_parallel_ = std::max(max_parallel_, started_.size() - finished_);
+    };
+  }
+  size_t started() {
+    std::lock_guard lock(mu_);
+    return started_.size();
+  }
+  size_t max_parallel() {
+    std::lock_guard lock(mu_);
+    return max_parallel_;
+  }
+  std::shared_ptr<CancelToken> token(size_t i) {
+    std::lock_guard lock(mu_);
+    return started_.at(i).cancel;
+  }
+  const Job job(size_t i) {
+    std::lock_guard lock(mu_);
+    return started_.at(i).job;
+  }
+  void Finish(size_t i, JobOutcome outcome) {
+    std::function<void(JobOutcome)> done;
+    {
+      std::lock_guard lock(mu_);
+      done = std::move(started_.at(i).done);
+      ++finished_;
+    }
+    done(std::move(outcome));
+  }
+
+ private:
+  struct Started {
+    Job job;
+    std::shared_ptr<CancelToken> cancel;
+    std::function<void(JobOutcome)> done;
+  };
+  std::mutex mu_;
+  std::vector<Started> started_;
+  size_t finished_ = 0;
+  size_t max_parallel_ = 0;
+};
+
+class JobRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SqliteJobStoreOptions options;
+    options.path = dir_.root() / "jobs.db";
+    options.durability = SqliteJobStoreOptions::Durability::kFast;
+    auto store = SqliteJobStore::Open(std::move(options));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+  }
+
+  std::string Submit(std::string request, int64_t max_attempts = 3) {
+    NewJob job;
+    job.model = "m";
+    job.request = std::move(request);
+    job.max_attempts = max_attempts;
+    return store_->Submit(job)->id;
+  }
+
+  JobState StateOf(const std::string& id) { return (**store_->Get(id)).state; }
+
+  static JobRunnerOptions FastOptions(size_t concurrency) {
+    JobRunnerOptions o;
+    o.concurrency = concurrency;
+    o.poll_every = milliseconds(5);
+    o.heartbeat_every = milliseconds(10);
+    o.reap_every = milliseconds(10);
+    return o;
+  }
+
+  TempRepository dir_;
+  std::unique_ptr<SqliteJobStore> store_;
+};
+
+TEST_F(JobRunnerTest, RunsQueuedJobsAndStoresTheirResults) {
+  const std::string a = Submit("2+2"), b = Submit("3+3");
+  JobRunner runner(store_.get(),
+                   [](const Job& job, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                     done({Status::Ok(), "answer to " + job.spec.request, true});
+                   },
+                   FastOptions(2));
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return StateOf(a) == JobState::kSucceeded && StateOf(b) == JobState::kSucceeded; }));
+  EXPECT_EQ(*store_->GetResult(a), "answer to 2+2");
+  EXPECT_EQ(*store_->GetResult(b), "answer to 3+3");
+  runner.Stop(milliseconds(1000));
+  EXPECT_EQ((**store_->Get(a)).attempts, 1);
+}
+
+TEST_F(JobRunnerTest, NeverRunsMoreThanItsConcurrency) {
+  for (int i = 0; i < 5; ++i) Submit(std::to_string(i));
+  ManualExecutor exec;
+  JobRunner runner(store_.get(), exec.executor(), FastOptions(2));
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return exec.started() == 2; }));
+  std::this_thread::sleep_for(milliseconds(30));  // several polls: still two
+  EXPECT_EQ(exec.started(), 2u);
+  for (size_t done = 0; done < 5; ++done) {
+    ASSERT_TRUE(Eventually([&] { return exec.started() > done; }));
+    exec.Finish(done, {Status::Ok(), "r", true});
+  }
+  ASSERT_TRUE(Eventually([&] { return store_->Counts()->succeeded == 5; }));
+  EXPECT_LE(exec.max_parallel(), 2u);
+  runner.Stop(milliseconds(1000));
+}
+
+TEST_F(JobRunnerTest, RetryableFailuresRunAgainAndHopelessOnesStop) {
+  const std::string flaky = Submit("flaky", /*max_attempts=*/2);
+  const std::string bad = Submit("bad");
+  std::atomic<int> flaky_runs{0};
+  JobRunner runner(store_.get(),
+                   [&](const Job& job, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                     if (job.spec.request == "bad") return done({InvalidArgument("wrong shape"), "", false});
+                     ++flaky_runs;
+                     done({Unavailable("queue full"), "", true});
+                   },
+                   FastOptions(1));
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return StateOf(flaky) == JobState::kFailed && StateOf(bad) == JobState::kFailed; }));
+  runner.Stop(milliseconds(1000));
+  EXPECT_EQ(flaky_runs.load(), 2);
+  EXPECT_EQ((**store_->Get(flaky)).attempts, 2);
+  EXPECT_EQ((**store_->Get(bad)).attempts, 1);
+  EXPECT_EQ((**store_->Get(bad)).error, "wrong shape");
+}
+
+TEST_F(JobRunnerTest, CancellingARunningJobTripsItsTokenAndDropsItsOutcome) {
+  const std::string id = Submit("long");
+  ManualExecutor exec;
+  JobRunner runner(store_.get(), exec.executor(), FastOptions(1));
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return exec.started() == 1; }));
+  ASSERT_EQ(*store_->Cancel(id), JobState::kCancelled);
+  ASSERT_TRUE(Eventually([&] { return exec.token(0)->cancelled(); }));  // seen at the next heartbeat
+  exec.Finish(0, {Status::Ok(), "too late", true});
+  ASSERT_TRUE(Eventually([&] { return runner.in_flight() == 0; }));
+  EXPECT_EQ(StateOf(id), JobState::kCancelled);
+  EXPECT_EQ(store_->GetResult(id).status().code(), StatusCode::kFailedPrecondition);
+  runner.Stop(milliseconds(1000));
+}
+
+TEST_F(JobRunnerTest, AJobLeftByADeadRunnerRunsAgainOnceItsLeaseExpires) {
+  const std::string id = Submit("orphan");
+  ASSERT_EQ(store_->Lease("dead-runner", 1, milliseconds(50))->size(), 1u);  // then it "crashes"
+  JobRunner runner(store_.get(),
+                   [](const Job& job, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                     done({Status::Ok(), "recovered", true});
+                   },
+                   FastOptions(1));
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return StateOf(id) == JobState::kSucceeded; }));
+  EXPECT_EQ((**store_->Get(id)).attempts, 2);
+  EXPECT_EQ(*store_->GetResult(id), "recovered");
+  runner.Stop(milliseconds(1000));
+}
+
+TEST_F(JobRunnerTest, StopStoresTheOutcomesOfJobsThatFinishInTime) {
+  const std::string id = Submit("x");
+  ManualExecutor exec;
+  JobRunner runner(store_.get(), exec.executor(), FastOptions(1));
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return exec.started() == 1; }));
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(milliseconds(20));
+    exec.Finish(0, {Status::Ok(), "done while stopping", true});
+  });
+  runner.Stop(milliseconds(5000));
+  finisher.join();
+  EXPECT_EQ(StateOf(id), JobState::kSucceeded);
+  EXPECT_EQ(*store_->GetResult(id), "done while stopping");
+}
+
+}  // namespace
+}  // namespace ferry
