@@ -95,6 +95,28 @@ Result<int64_t> ValidateAndOrderInputs(const ModelConfig& config, std::vector<Te
   return batch;
 }
 
+namespace {
+
+Status CheckRequestedOutputs(const ModelConfig& config, const InferRequest& request, std::string_view model) {
+  for (const RequestedOutput& out : request.outputs) {
+    bool known = std::any_of(config.outputs.begin(), config.outputs.end(),
+                             [&](const TensorSpec& s) { return s.name == out.name; });
+    if (!known) return InvalidArgument(fmt::format("unknown output '{}' requested from model '{}'", out.name, model));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status InferenceService::Validate(std::string_view model, std::optional<int64_t> version,
+                                  const InferRequest& request) const {
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, version));
+  const ModelConfig& config = handle->config();
+  FERRY_RETURN_IF_ERROR(CheckRequestedOutputs(config, request, model));
+  std::vector<Tensor> inputs = request.inputs;  // shares the buffers; ordering works on the copy
+  return ValidateAndOrderInputs(config, &inputs).status();
+}
+
 void InferenceService::Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
                              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority) {
   const SteadyTime start = std::chrono::steady_clock::now();
@@ -102,11 +124,7 @@ void InferenceService::Infer(std::string_view model, std::optional<int64_t> vers
   if (!handle.ok()) return done(handle.status());
   const ModelConfig& config = (*handle)->config();
 
-  for (const RequestedOutput& out : request.outputs) {
-    bool known = std::any_of(config.outputs.begin(), config.outputs.end(),
-                             [&](const TensorSpec& s) { return s.name == out.name; });
-    if (!known) return done(InvalidArgument(fmt::format("unknown output '{}' requested from model '{}'", out.name, model)));
-  }
+  if (Status outputs = CheckRequestedOutputs(config, request, model); !outputs.ok()) return done(outputs);
   Result<int64_t> batch = ValidateAndOrderInputs(config, &request.inputs);
   if (!batch.ok()) return done(batch.status());
   Result<std::optional<int64_t>> timeout_us = RequestTimeoutUs(request.parameters);

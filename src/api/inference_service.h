@@ -29,6 +29,9 @@ class InferenceService {
              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority = Priority::kOnline);
 
   Status ModelReady(std::string_view model, std::optional<int64_t> version) const;
+  // The checks Infer makes before queueing (model ready, outputs known, inputs fit the config), without
+  // running anything: for work accepted now and run later.
+  Status Validate(std::string_view model, std::optional<int64_t> version, const InferRequest& request) const;
   // GET /v2/models/{m}[/versions/{v}]
   Result<std::string> ModelMetadataJson(std::string_view model, std::optional<int64_t> version) const;
   // GET /v2/models/{m}[/versions/{v}]/config: Triton's JSON model configuration.

@@ -26,7 +26,15 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return parts;
 }
 
-HttpResponse Json(int status, std::string body) {
+HttpResponse Json(int status, std::string body) { return JsonResponse(status, std::move(body)); }
+
+HttpResponse FromResult(const Result<std::string>& result) {
+  return result.ok() ? Json(200, result.value()) : ErrorResponse(result.status());
+}
+
+}  // namespace
+
+HttpResponse JsonResponse(int status, std::string body) {
   HttpResponse r;
   r.status = status;
   r.body = std::move(body);
@@ -34,16 +42,10 @@ HttpResponse Json(int status, std::string body) {
 }
 
 HttpResponse MethodNotAllowed(std::string_view allowed) {
-  HttpResponse r = Json(405, EncodeErrorJson(fmt::format("method not allowed; use {}", allowed)));
+  HttpResponse r = JsonResponse(405, EncodeErrorJson(fmt::format("method not allowed; use {}", allowed)));
   r.headers.emplace_back("Allow", std::string(allowed));
   return r;
 }
-
-HttpResponse FromResult(const Result<std::string>& result) {
-  return result.ok() ? Json(200, result.value()) : ErrorResponse(result.status());
-}
-
-}  // namespace
 
 HttpResponse ErrorResponse(const Status& status) {
   HttpResponse r = Json(HttpStatusFor(status.code()), EncodeErrorJson(status.message()));
@@ -54,13 +56,16 @@ HttpResponse ErrorResponse(const Status& status) {
 }
 
 ServingRouter::ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin,
-                             ServingMetrics* metrics)
-    : options_(options), inference_(inference), admin_(admin), metrics_(metrics) {}
+                             ServingMetrics* metrics, JobsService* jobs)
+    : options_(options), inference_(inference), admin_(admin), metrics_(metrics), jobs_(jobs) {}
 
-ServingRouter::~ServingRouter() { admin_pool_.Stop(); }
+ServingRouter::~ServingRouter() {
+  admin_pool_.Stop();
+  jobs_pool_.Stop();
+}
 
 size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) const {
-  if (method == "POST" && path.size() >= 6 && path.substr(path.size() - 6) == "/infer") {
+  if (method == "POST" && ((path.size() >= 6 && path.substr(path.size() - 6) == "/infer") || path == "/v1/jobs")) {
     return options_.max_infer_body_bytes;
   }
   return options_.max_other_body_bytes;
@@ -86,8 +91,11 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
     r.content_type = "text/plain; version=0.0.4";
     return counted(std::move(r));
   }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
+    return HandleJobsRoute(std::move(request), parts, counted);
+  }
   if (parts.empty() || parts[0] != "v2") {
-    return counted(Json(404, EncodeErrorJson("not found; Ferry serves /v2/... (KServe v2) and /metrics")));
+    return counted(Json(404, EncodeErrorJson("not found; Ferry serves /v2/... (KServe v2), /v1/jobs and /metrics")));
   }
   if (parts.size() == 1) {
     if (method != "GET") return counted(MethodNotAllowed("GET"));

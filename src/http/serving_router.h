@@ -5,6 +5,7 @@
 
 #include "api/admin_service.h"
 #include "api/inference_service.h"
+#include "api/jobs_service.h"
 #include "common/thread_pool.h"
 #include "http/http_types.h"
 #include "metrics/serving_metrics.h"
@@ -18,7 +19,9 @@ struct RouterOptions {
 
 class ServingRouter final : public HttpHandler {
  public:
-  ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin, ServingMetrics* metrics);
+  // `jobs` may be null: the /v1/jobs routes then answer 404.
+  ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin, ServingMetrics* metrics,
+                JobsService* jobs = nullptr);
   ~ServingRouter() override;
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override;
@@ -32,16 +35,23 @@ class ServingRouter final : public HttpHandler {
                              HttpResponder& respond);
   void Infer(HttpRequest&& request, std::string_view model, std::optional<int64_t> version,
              std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
+  // /v1/jobs... (jobs_routes.cc).
+  void HandleJobsRoute(HttpRequest&& request, std::vector<std::string_view>& parts, HttpResponder& respond);
 
   const RouterOptions options_;
   InferenceService* inference_;
   AdminService* admin_;
   ServingMetrics* metrics_;
+  JobsService* jobs_;
   // Management calls block until a model settles: never on an I/O thread.
   ThreadPool admin_pool_{1, 16};
+  // Job calls wait for store commits and long-polls: never on an I/O thread. A full queue answers 503.
+  ThreadPool jobs_pool_{8, 256};
 };
 
 // Renders a Status as an HTTP error response ({"error": ...}, Retry-After when it applies).
 HttpResponse ErrorResponse(const Status& status);
+HttpResponse JsonResponse(int status, std::string body);
+HttpResponse MethodNotAllowed(std::string_view allowed);
 
 }  // namespace ferry

@@ -26,6 +26,11 @@ struct ServeFlags {
   size_t max_connections = 4096;
   int loader_threads = 1;
   std::string default_onnx_backend = "opencv_dnn";
+  std::string data_dir = "data";
+  std::string job_durability = "durable";
+  int64_t max_active_jobs = 100'000;
+  size_t job_concurrency = 2;
+  bool no_jobs = false;
   bool verbose = false;
 };
 
@@ -47,6 +52,12 @@ int Serve(const ServeFlags& f) {
   options.admin.management_enabled = !f.admin_key.empty();
   options.loader_threads = static_cast<size_t>(f.loader_threads);
   options.default_onnx_backend = f.default_onnx_backend;
+  options.jobs_enabled = !f.no_jobs;
+  options.data_dir = f.data_dir;
+  options.job_durability = f.job_durability == "fast" ? SqliteJobStoreOptions::Durability::kFast
+                                                      : SqliteJobStoreOptions::Durability::kDurable;
+  options.max_active_jobs = f.max_active_jobs;
+  options.job_concurrency = f.job_concurrency;
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
   sigset_t signals;
@@ -144,6 +155,20 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--default-onnx-backend", f.default_onnx_backend,
                     "Backend for models whose config names none (opencv_dnn, openvino)")
       ->capture_default_str();
+  serve->add_option("--data-dir", f.data_dir, "Folder for Ferry's own data (the job store, jobs.db)")
+      ->capture_default_str();
+  serve->add_option("--job-durability", f.job_durability,
+                    "durable: a 202 means the job survives power loss (fsync per commit group); "
+                    "fast: it survives a crash of Ferry, not of the machine")
+      ->check(CLI::IsMember({"durable", "fast"}))
+      ->capture_default_str();
+  serve->add_option("--max-active-jobs", f.max_active_jobs, "Queued + running jobs; beyond it submits get 503")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--job-concurrency", f.job_concurrency, "Jobs run at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_flag("--no-jobs", f.no_jobs, "Turn asynchronous jobs (/v1/jobs) off");
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 

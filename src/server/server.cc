@@ -57,8 +57,22 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->inference_ = std::make_unique<InferenceService>(s->manager_.get(), s->metrics_.get());
   s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
                                              s->repository_.get());
+  if (s->options_.jobs_enabled) {
+    SqliteJobStoreOptions store_options;
+    store_options.path = s->options_.data_dir / "jobs.db";
+    store_options.durability = s->options_.job_durability;
+    store_options.max_active_jobs = s->options_.max_active_jobs;
+    Result<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(std::move(store_options));
+    if (!store.ok()) return store.status().WithContext("opening the job store (--data-dir)");
+    s->job_store_ = std::move(store).value();
+    s->jobs_ = std::make_unique<JobsService>(s->job_store_.get(), s->inference_.get());
+    JobRunnerOptions runner_options;
+    runner_options.concurrency = s->options_.job_concurrency;
+    s->job_runner_ = std::make_unique<JobRunner>(s->job_store_.get(), s->jobs_->Executor(), runner_options);
+    s->jobs_->set_on_submitted([runner = s->job_runner_.get()] { runner->Wake(); });
+  }
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
-                                               s->metrics_.get());
+                                               s->metrics_.get(), s->jobs_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
 }
@@ -80,6 +94,8 @@ Status Server::Start() {
                  s.reason.empty() ? "" : " - ", s.reason);
   }
   if (options_.control_mode == ModelControlMode::kPoll) watcher_->StartPolling(options_.poll_interval);
+  // Jobs start once the first loads settled; those accepted before a restart run now.
+  if (job_runner_) job_runner_->Start();
   admin_->SetReady(true);
   return Status::Ok();
 }
@@ -106,6 +122,12 @@ bool Server::Drain() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   http_->Stop();
+  if (job_runner_) {
+    // Jobs in flight finish while the models still serve; any left keep their leases and run again.
+    const auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                 deadline - std::chrono::steady_clock::now()));
+    job_runner_->Stop(left);
+  }
   manager_->Shutdown();
   return clean;
 }

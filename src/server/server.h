@@ -7,6 +7,9 @@
 
 #include "api/admin_service.h"
 #include "api/inference_service.h"
+#include "api/jobs_service.h"
+#include "jobs/job_runner.h"
+#include "jobs/sqlite_job_store.h"
 #include "backend/backend.h"
 #include "http/http_server.h"
 #include "http/serving_router.h"
@@ -31,6 +34,12 @@ struct ServerOptions {
   size_t loader_threads = 1;
   // The backend of a model whose config names none.
   std::string default_onnx_backend = "opencv_dnn";
+  // Asynchronous jobs: an SQLite store at <data_dir>/jobs.db and a runner.
+  bool jobs_enabled = true;
+  std::filesystem::path data_dir = "data";
+  SqliteJobStoreOptions::Durability job_durability = SqliteJobStoreOptions::Durability::kDurable;
+  int64_t max_active_jobs = 100'000;
+  size_t job_concurrency = 2;
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
@@ -65,6 +74,10 @@ class Server {
   std::unique_ptr<RepositoryWatcher> watcher_;
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<AdminService> admin_;
+  // Declared after what they use, so that they are destroyed first.
+  std::unique_ptr<SqliteJobStore> job_store_;
+  std::unique_ptr<JobsService> jobs_;
+  std::unique_ptr<JobRunner> job_runner_;
   std::unique_ptr<ServingRouter> router_;
   std::unique_ptr<HttpServer> http_;
   bool drained_ = false;

@@ -128,6 +128,8 @@ class FerryServer:
             args = [str(binary), "serve", "--model-repository", str(self.repo), "--http-address", self.host,
                     "--http-port", str(self.port), "--repository-poll-secs", "0.2",
                     "--exit-timeout-secs", "10", *self.extra_args]
+            if "--data-dir" not in self.extra_args:  # each server its own job store, beside its log
+                args += ["--data-dir", str(self.log_path.parent / f"{self.log_path.stem}-data")]
             log = open(self.log_path, "ab")
             log.write(f"\n==== {' '.join(args)}\n".encode())
             log.flush()

@@ -52,13 +52,13 @@ def test_serve_refuses_bad_flag_values():
     assert "model-control-mode" in r.stdout + r.stderr
 
 
-def test_serve_on_a_port_in_use_fails_with_a_message():
+def test_serve_on_a_port_in_use_fails_with_a_message(tmp_path: Path):
     import socket
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         r = run("serve", "--model-repository", str(ROOT / "examples" / "models"), "--http-address", "127.0.0.1",
-                "--http-port", str(port))
+                "--http-port", str(port), "--data-dir", str(tmp_path))
     assert r.returncode == 2, r.stdout + r.stderr
     assert "cannot listen" in r.stdout + r.stderr

@@ -49,6 +49,7 @@ class ServerTest : public ::testing::Test {
   void StartServer(ModelControlMode mode, std::string admin_key) {
     ServerOptions options;
     options.model_repository = repo_.root();
+    options.data_dir = data_.root();
     options.http.address = "127.0.0.1";
     options.http.port = 0;
     options.control_mode = mode;
@@ -65,6 +66,7 @@ class ServerTest : public ::testing::Test {
   RawHttpClient Client() { return RawHttpClient(server_->port()); }
 
   testing::TempRepository repo_;
+  testing::TempRepository data_;  // the job store's folder
   std::unique_ptr<Server> server_;
 };
 
