@@ -18,8 +18,8 @@ std::string RandomOwner() {
 
 }  // namespace
 
-JobRunner::JobRunner(JobStore* store, JobExecutor executor, JobRunnerOptions options)
-    : store_(store), executor_(std::move(executor)), options_(std::move(options)) {
+JobRunner::JobRunner(JobStore* store, JobExecutor executor, JobRunnerOptions options, JobRunnerObserver observer)
+    : store_(store), executor_(std::move(executor)), options_(std::move(options)), observer_(std::move(observer)) {
   if (options_.owner.empty()) options_.owner = RandomOwner();
   if (options_.concurrency == 0) options_.concurrency = 1;
 }
@@ -63,7 +63,7 @@ void JobRunner::Stop(std::chrono::milliseconds wait) {
     if (!running_.empty()) {
       spdlog::warn("job runner stopping with {} job(s) still running; their leases will expire and they "
                    "will run again", running_.size());
-      for (auto& [id, token] : running_) token->Cancel();
+      for (auto& [id, r] : running_) r.cancel->Cancel();
     }
   }
   cv_.notify_all();
@@ -75,7 +75,9 @@ void JobRunner::StoreOutcomesLocked(std::unique_lock<std::mutex>& lock) {
     Finished f = std::move(finished_.front());
     finished_.pop_front();
     auto it = running_.find(f.id);
-    const bool lost = it == running_.end() || it->second->cancelled();
+    const bool lost = it == running_.end() || it->second.cancel->cancelled();
+    const std::string model = it == running_.end() ? std::string() : it->second.model;
+    const auto run = it == running_.end() ? std::chrono::steady_clock::duration() : Steady::now() - it->second.started;
     lock.unlock();
     Status stored;
     if (lost) {
@@ -89,13 +91,18 @@ void JobRunner::StoreOutcomesLocked(std::unique_lock<std::mutex>& lock) {
       // The lease stays; it expires and the job runs again (at least once, never lost).
       spdlog::warn("job {}: could not store its outcome: {}", f.id, stored.message());
     }
+    if (observer_.ended) {
+      const bool dropped = lost || stored.code() == StatusCode::kFailedPrecondition;
+      observer_.ended(model, run, dropped ? "dropped" : f.outcome.status.ok() ? "succeeded" : "error");
+    }
     lock.lock();
     running_.erase(f.id);
   }
 }
 
 void JobRunner::HeartbeatAll(std::unique_lock<std::mutex>& lock) {
-  std::vector<std::pair<std::string, std::shared_ptr<CancelToken>>> held(running_.begin(), running_.end());
+  std::vector<std::pair<std::string, std::shared_ptr<CancelToken>>> held;
+  for (const auto& [id, r] : running_) held.emplace_back(id, r.cancel);
   lock.unlock();
   for (auto& [id, token] : held) {
     Status s = store_->Heartbeat(id, options_.owner, options_.lease);
@@ -127,6 +134,9 @@ void JobRunner::Loop() {
       if (auto r = store_->ReapExpiredLeases(); r.ok() && *r > 0) {
         spdlog::info("returned {} job(s) with expired leases to the queue", *r);
       }
+      if (observer_.counts) {
+        if (Result<JobCounts> counts = store_->Counts(); counts.ok()) observer_.counts(*counts);
+      }
       next_reap = now + options_.reap_every;
     }
     if (now >= next_cleanup) {
@@ -144,8 +154,9 @@ void JobRunner::Loop() {
       } else {
         for (Job& job : *leased) {
           auto token = CancelToken::Create();
-          running_[job.id] = token;
+          running_[job.id] = Running{token, job.spec.model, Steady::now()};
           lock.unlock();
+          if (observer_.started) observer_.started(job);
           executor_(job, token, [this, id = job.id](JobOutcome outcome) {
             {
               std::lock_guard done_lock(mu_);

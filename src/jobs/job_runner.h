@@ -45,9 +45,17 @@ struct JobOutcome {
 using JobExecutor =
     std::function<void(const Job& job, std::shared_ptr<CancelToken> cancel, std::function<void(JobOutcome)> done)>;
 
+// What the runner reports as it works (for metrics); each may be empty. Called on the runner's thread.
+struct JobRunnerObserver {
+  std::function<void(const Job& job)> started;  // an attempt begins (job.attempts counts it)
+  // An attempt ended: "succeeded", "error" (stored; requeued or failed) or "dropped" (the lease was lost).
+  std::function<void(const std::string& model, std::chrono::duration<double> run, const std::string& outcome)> ended;
+  std::function<void(const JobCounts& counts)> counts;  // every reap tick
+};
+
 class JobRunner {
  public:
-  JobRunner(JobStore* store, JobExecutor executor, JobRunnerOptions options);
+  JobRunner(JobStore* store, JobExecutor executor, JobRunnerOptions options, JobRunnerObserver observer = {});
   ~JobRunner();  // Stop(0)
 
   void Start();
@@ -64,6 +72,11 @@ class JobRunner {
     std::string id;
     JobOutcome outcome;
   };
+  struct Running {
+    std::shared_ptr<CancelToken> cancel;
+    std::string model;
+    std::chrono::steady_clock::time_point started;
+  };
   void Loop();
   void StoreOutcomesLocked(std::unique_lock<std::mutex>& lock);
   void HeartbeatAll(std::unique_lock<std::mutex>& lock);
@@ -71,10 +84,11 @@ class JobRunner {
   JobStore* store_;
   JobExecutor executor_;
   JobRunnerOptions options_;
+  JobRunnerObserver observer_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, std::shared_ptr<CancelToken>> running_;
+  std::map<std::string, Running> running_;
   std::deque<Finished> finished_;
   bool wake_ = false;
   bool stopping_ = false;

@@ -12,6 +12,13 @@ prometheus::Histogram::BucketBoundaries MicrosecondBuckets() {
   return b;
 }
 
+prometheus::Histogram::BucketBoundaries SecondBuckets() {
+  // 1 ms .. ~9 h, quadrupling: jobs wait and run from milliseconds to hours.
+  prometheus::Histogram::BucketBoundaries b;
+  for (double v = 0.001; v < 4e4; v *= 4) b.push_back(v);
+  return b;
+}
+
 prometheus::Histogram::BucketBoundaries BatchBuckets() { return {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128}; }
 
 }  // namespace
@@ -41,7 +48,14 @@ ServingMetrics::ServingMetrics()
       load_failures_(prometheus::BuildCounter().Name("ferry_model_load_failure_total")
                          .Help("Model version loads that failed").Register(*registry_)),
       http_requests_(prometheus::BuildCounter().Name("ferry_http_requests_total")
-                         .Help("HTTP requests by route and status code").Register(*registry_)) {}
+                         .Help("HTTP requests by route and status code").Register(*registry_)),
+      jobs_(prometheus::BuildGauge().Name("ferry_jobs").Help("Jobs in the store by state").Register(*registry_)),
+      job_start_delay_(prometheus::BuildHistogram().Name("ferry_job_start_delay_seconds")
+                           .Help("Time from a job's submit to the start of each attempt").Register(*registry_)),
+      job_run_(prometheus::BuildHistogram().Name("ferry_job_run_duration_seconds")
+                   .Help("Run time of each job attempt").Register(*registry_)),
+      job_attempts_(prometheus::BuildCounter().Name("ferry_job_attempts_total")
+                        .Help("Job attempts by how they ended").Register(*registry_)) {}
 
 ModelMetrics& ServingMetrics::For(const std::string& model, const std::string& version) {
   std::lock_guard lock(mu_);
@@ -75,6 +89,22 @@ void ServingMetrics::ObserveLoad(const std::string& model, const std::string& ve
 
 void ServingMetrics::CountHttpRequest(const std::string& route, int status) {
   http_requests_.Add({{"route", route}, {"code", std::to_string(status)}}).Increment();
+}
+
+void ServingMetrics::SetJobCount(const std::string& state, double count) {
+  std::lock_guard lock(mu_);
+  jobs_.Add({{"state", state}}).Set(count);
+}
+
+void ServingMetrics::ObserveJobStart(const std::string& model, double submit_to_start_seconds) {
+  std::lock_guard lock(mu_);
+  job_start_delay_.Add({{"model", model}}, SecondBuckets()).Observe(submit_to_start_seconds);
+}
+
+void ServingMetrics::ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome) {
+  std::lock_guard lock(mu_);
+  job_run_.Add({{"model", model}}, SecondBuckets()).Observe(run_seconds);
+  job_attempts_.Add({{"model", model}, {"outcome", outcome}}).Increment();
 }
 
 std::string ServingMetrics::Render() const {

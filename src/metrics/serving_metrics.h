@@ -35,6 +35,11 @@ class ServingMetrics {
   void ObserveLoad(const std::string& model, const std::string& version, double seconds, bool ok);
   // HTTP requests by route class and status code (e.g. "infer", 200).
   void CountHttpRequest(const std::string& route, int status);
+  // Asynchronous jobs: how many are in each state ("queued", ...), each attempt's wait from submit to
+  // start, each attempt's run time and how it ended ("succeeded", "error", "dropped": lease lost).
+  void SetJobCount(const std::string& state, double count);
+  void ObserveJobStart(const std::string& model, double submit_to_start_seconds);
+  void ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome);
   // The Prometheus text exposition format.
   std::string Render() const;
 
@@ -52,6 +57,10 @@ class ServingMetrics {
   prometheus::Family<prometheus::Histogram>& load_seconds_;
   prometheus::Family<prometheus::Counter>& load_failures_;
   prometheus::Family<prometheus::Counter>& http_requests_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
+  prometheus::Family<prometheus::Histogram>& job_start_delay_;
+  prometheus::Family<prometheus::Histogram>& job_run_;
+  prometheus::Family<prometheus::Counter>& job_attempts_;
 
   std::mutex mu_;
   std::map<std::pair<std::string, std::string>, ModelMetrics> models_;

@@ -68,7 +68,23 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     s->jobs_ = std::make_unique<JobsService>(s->job_store_.get(), s->inference_.get());
     JobRunnerOptions runner_options;
     runner_options.concurrency = s->options_.job_concurrency;
-    s->job_runner_ = std::make_unique<JobRunner>(s->job_store_.get(), s->jobs_->Executor(), runner_options);
+    JobRunnerObserver observer;
+    observer.started = [metrics](const Job& job) {
+      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
+      metrics->ObserveJobStart(job.spec.model, std::max<int64_t>(0, now_ms - job.created_ms) / 1000.0);
+    };
+    observer.ended = [metrics](const std::string& model, std::chrono::duration<double> run, const std::string& outcome) {
+      metrics->ObserveJobEnd(model, run.count(), outcome);
+    };
+    observer.counts = [metrics](const JobCounts& c) {
+      for (auto [state, n] : {std::pair{"queued", c.queued}, {"running", c.running}, {"succeeded", c.succeeded},
+                              {"failed", c.failed}, {"cancelled", c.cancelled}}) {
+        metrics->SetJobCount(state, static_cast<double>(n));
+      }
+    };
+    s->job_runner_ = std::make_unique<JobRunner>(s->job_store_.get(), s->jobs_->Executor(), runner_options,
+                                                 std::move(observer));
     s->jobs_->set_on_submitted([runner = s->job_runner_.get()] { runner->Wake(); });
   }
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),

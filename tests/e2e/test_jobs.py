@@ -65,6 +65,22 @@ def test_submit_wait_and_fetch_the_result(ferry):
     assert out["data"] == [2 * x + 1 for x in IDENTITY_ROW]  # the identity example computes 2x + 1
 
 
+def test_job_metrics_are_exported(ferry):
+    _, _, job = call(ferry, "POST", "/v1/jobs", job_body())
+    wait_final(ferry, job["id"])
+    deadline = time.monotonic() + 10
+    while True:  # the state gauges refresh once a second
+        text = ferry.get("/metrics")[2].decode()
+        if 'ferry_jobs{state="succeeded"}' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for needle in ('ferry_jobs{state="succeeded"}', 'ferry_jobs{state="queued"}',
+                   'ferry_job_attempts_total{model="identity",outcome="succeeded"}',
+                   'ferry_job_start_delay_seconds_count{model="identity"}',
+                   'ferry_job_run_duration_seconds_count{model="identity"}'):
+        assert needle in text, needle
+
+
 def test_the_same_idempotency_key_returns_the_same_job(ferry):
     headers = {"Idempotency-Key": "e2e-idem-1"}
     s1, h1, first = call(ferry, "POST", "/v1/jobs", job_body(), headers)

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -206,6 +207,47 @@ TEST_F(JobRunnerTest, StopStoresTheOutcomesOfJobsThatFinishInTime) {
   finisher.join();
   EXPECT_EQ(StateOf(id), JobState::kSucceeded);
   EXPECT_EQ(*store_->GetResult(id), "done while stopping");
+}
+
+TEST_F(JobRunnerTest, ReportsStartsEndsAndCountsToItsObserver) {
+  const std::string ok = Submit("fine");
+  const std::string bad = Submit("bad", /*max_attempts=*/1);
+  std::mutex mu;
+  std::vector<std::string> started, ended;
+  JobCounts last_counts;
+  JobRunnerObserver observer;
+  observer.started = [&](const Job& job) {
+    std::lock_guard lock(mu);
+    started.push_back(job.spec.request);
+  };
+  observer.ended = [&](const std::string& model, std::chrono::duration<double> run, const std::string& outcome) {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(model, "m");
+    EXPECT_GE(run.count(), 0.0);
+    ended.push_back(outcome);
+  };
+  observer.counts = [&](const JobCounts& c) {
+    std::lock_guard lock(mu);
+    last_counts = c;
+  };
+  JobRunner runner(store_.get(),
+                   [](const Job& job, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                     if (job.spec.request == "bad") return done({Internal("boom"), "", true});
+                     done({Status::Ok(), "r", true});
+                   },
+                   FastOptions(1), observer);
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard lock(mu);
+    return last_counts.succeeded == 1 && last_counts.failed == 1;
+  }));
+  runner.Stop(milliseconds(1000));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(started.size(), 2u);
+  std::sort(ended.begin(), ended.end());
+  EXPECT_EQ(ended, (std::vector<std::string>{"error", "succeeded"}));
+  EXPECT_EQ(StateOf(ok), JobState::kSucceeded);
+  EXPECT_EQ(StateOf(bad), JobState::kFailed);
 }
 
 }  // namespace
