@@ -98,6 +98,10 @@ Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view
         return BadBody(fmt::format("'max_attempts' must be an integer within 1..{}", kMaxAttemptsLimit));
       }
     } else if (key == "webhook_url") {
+      std::string_view url;
+      if (field.value.get_string().get(url)) return BadBody("'webhook_url' must be a string");
+      // Refused for what it names first (server-side request forgery), then for what is not built yet.
+      FERRY_RETURN_IF_ERROR(CheckWebhookUrl(url, webhook_allowed_).status());
       return Unimplemented("webhook delivery is not available yet; poll GET /v1/jobs/{id} instead");
     } else {
       return BadBody(fmt::format("unknown key '{}'; expected model, request, priority, max_attempts",

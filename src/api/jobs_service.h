@@ -10,6 +10,7 @@
 #include "api/inference_service.h"
 #include "jobs/job_runner.h"
 #include "jobs/job_store.h"
+#include "jobs/webhook_target.h"
 
 namespace ferry {
 
@@ -24,6 +25,8 @@ class JobsService {
   JobsService(JobStore* store, InferenceService* inference) : store_(store), inference_(inference) {}
   // Called after each new job is committed (the server wakes its runner).
   void set_on_submitted(std::function<void()> f) { on_submitted_ = std::move(f); }
+  // Address ranges a webhook URL may name although they are loopback, private or link-local.
+  void set_webhook_allow_list(std::vector<IpNetwork> allowed) { webhook_allowed_ = std::move(allowed); }
 
   // POST /v1/jobs body: {"model": "cnn", "request": {<OIP v2 JSON inference request>},
   //                      "priority": 0, "max_attempts": 3}
@@ -47,6 +50,7 @@ class JobsService {
   JobStore* store_;
   InferenceService* inference_;
   std::function<void()> on_submitted_;
+  std::vector<IpNetwork> webhook_allowed_;
 };
 
 // "30s", "500ms", "2m" or plain seconds ("30") -> milliseconds; at most `max`.

@@ -31,6 +31,7 @@ struct ServeFlags {
   int64_t max_active_jobs = 100'000;
   size_t job_concurrency = 2;
   bool no_jobs = false;
+  std::vector<std::string> webhook_allow;
   bool verbose = false;
 };
 
@@ -58,6 +59,7 @@ int Serve(const ServeFlags& f) {
                                                       : SqliteJobStoreOptions::Durability::kDurable;
   options.max_active_jobs = f.max_active_jobs;
   options.job_concurrency = f.job_concurrency;
+  options.webhook_allow = f.webhook_allow;
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
   sigset_t signals;
@@ -169,6 +171,9 @@ int RunCli(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   serve->add_flag("--no-jobs", f.no_jobs, "Turn asynchronous jobs (/v1/jobs) off");
+  serve->add_option("--webhook-allow", f.webhook_allow,
+                    "An address range (CIDR) webhook URLs may name although it is loopback, private or "
+                    "link-local; repeatable");
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 

@@ -66,6 +66,13 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     if (!store.ok()) return store.status().WithContext("opening the job store (--data-dir)");
     s->job_store_ = std::move(store).value();
     s->jobs_ = std::make_unique<JobsService>(s->job_store_.get(), s->inference_.get());
+    std::vector<IpNetwork> allowed;
+    for (const std::string& cidr : s->options_.webhook_allow) {
+      Result<IpNetwork> network = ParseIpNetwork(cidr);
+      if (!network.ok()) return network.status().WithContext("--webhook-allow");
+      allowed.push_back(*network);
+    }
+    s->jobs_->set_webhook_allow_list(std::move(allowed));
     JobRunnerOptions runner_options;
     runner_options.concurrency = s->options_.job_concurrency;
     JobRunnerObserver observer;

@@ -40,6 +40,7 @@ struct ServerOptions {
   SqliteJobStoreOptions::Durability job_durability = SqliteJobStoreOptions::Durability::kDurable;
   int64_t max_active_jobs = 100'000;
   size_t job_concurrency = 2;
+  std::vector<std::string> webhook_allow;  // CIDR ranges webhook URLs may name despite being local
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).

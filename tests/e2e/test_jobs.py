@@ -149,7 +149,8 @@ def test_listing_pages_and_filters(ferry):
     (job_body(priority="high"), 400),
     (json.dumps({"model": "identity", "request": "inputs"}).encode(), 400),       # request not an object
     (json.dumps({"model": "identity", "request": {"inputs": [{"name": "INPUT0"}]}}).encode(), 400),
-    (job_body(webhook_url="http://127.0.0.1:9/hook"), 501),                        # not offered yet
+    (job_body(webhook_url="http://hooks.example.com/done"), 501),                  # delivery not built yet
+    (job_body(webhook_url=42), 400),
 ])
 def test_bad_submits_get_a_4xx_json_error(ferry, body, expected):
     status, _, err = call(ferry, "POST", "/v1/jobs", body)
@@ -168,6 +169,34 @@ def test_an_oversized_or_badly_keyed_submit_is_refused(ferry):
     except (ConnectionError, http.client.HTTPException):
         pass  # the server may close the connection after its 413, before the whole body was sent
     assert ferry.get("/v2/health/live")[0] == 200
+
+
+FORBIDDEN_WEBHOOKS = [
+    "http://127.0.0.1:{port}/hook", "http://127.1:{port}/hook", "http://2130706433:{port}/hook",
+    "http://0x7f000001:{port}/hook", "http://017700000001:{port}/hook", "http://[::1]:{port}/hook",
+    "http://[::ffff:127.0.0.1]:{port}/hook", "http://0.0.0.0:{port}/hook", "http://localhost:{port}/hook",
+    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://192.168.0.1/", "http://[fe80::1]/",
+    "file:///etc/passwd", "gopher://127.0.0.1:{port}/_", "http://user@127.0.0.1:{port}/",
+]
+
+
+def test_webhook_urls_to_local_addresses_are_refused_and_never_contacted(ferry):
+    import socket
+    canary = socket.socket()
+    canary.bind(("127.0.0.1", 0))
+    canary.listen()
+    canary.settimeout(0.2)
+    port = canary.getsockname()[1]
+    try:
+        for template in FORBIDDEN_WEBHOOKS:
+            url = template.format(port=port)
+            status, _, err = call(ferry, "POST", "/v1/jobs", job_body(webhook_url=url))
+            assert status == 400, (url, err)
+            assert "webhook_url is not allowed" in err["error"], (url, err)
+        with pytest.raises(socket.timeout):
+            canary.accept()  # nothing connected
+    finally:
+        canary.close()
 
 
 # ------------------------------------------------------------------------------------------ crash test
