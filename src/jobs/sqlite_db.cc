@@ -5,8 +5,10 @@
 namespace ferry {
 
 Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
-  const std::string message = fmt::format("{}: {} ({})", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
-                                          sqlite3_errstr(rc));
+  const std::string detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  const std::string kind = sqlite3_errstr(rc);
+  const std::string message =
+      detail == kind ? fmt::format("{}: {}", what, detail) : fmt::format("{}: {} ({})", what, detail, kind);
   switch (rc & 0xff) {  // the primary code; extended codes keep it in the low byte
     case SQLITE_FULL:
     case SQLITE_IOERR:

@@ -68,6 +68,8 @@ int Serve(const ServeFlags& f) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // Past a file-size limit a write should fail (the job store answers 503) rather than kill the server.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   Result<std::unique_ptr<Server>> server = Server::Create(options);
   if (!server.ok()) {

@@ -199,6 +199,49 @@ def test_webhook_urls_to_local_addresses_are_refused_and_never_contacted(ferry):
         canary.close()
 
 
+def test_a_store_that_cannot_write_answers_503_never_202_and_recovers(tmp_path: Path):
+    """The job store's files hit a size limit (RLIMIT_FSIZE, as a full disk would): submits get 503 and
+    never a 202, the server stays up, and once the limit is lifted submits succeed again without a
+    restart. Every job that got a 202 is still there."""
+    import shutil
+    import subprocess
+    if shutil.which("prlimit") is None:
+        pytest.fail("prlimit (util-linux) is needed for this test")
+    repo = make_repository(tmp_path / "models")
+    server = FerryServer(repo=repo, log_path=tmp_path / "ferry.log",
+                         extra_args=["--data-dir", str(tmp_path / "data"), "--model-control-mode", "none"])
+    server.start()
+    try:
+        pid = server.process.pid
+        limit = 1 << 20
+        subprocess.run(["prlimit", "--pid", str(pid), f"--fsize={limit}:unlimited"], check=True)
+        accepted, refused = [], 0
+        pad = "x" * 8000  # a bigger request body fills the store sooner
+        for i in range(1000):
+            body = json.dumps({"model": "identity", "request": {"id": pad, "inputs": [
+                {"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "data": IDENTITY_ROW}]}}).encode()
+            status, headers, reply = call(server, "POST", "/v1/jobs", body, {"Idempotency-Key": f"full-{i}"})
+            if status == 202:
+                accepted.append(reply["id"])
+            else:
+                assert status == 503, (status, reply)
+                assert "retry-after" in headers and reply["error"]
+                refused += 1
+                if refused >= 5:
+                    break
+        assert refused >= 5, "the store never filled up"
+        assert server.get("/v2/health/live")[0] == 200
+        subprocess.run(["prlimit", "--pid", str(pid), "--fsize=unlimited:unlimited"], check=True)
+        status, _, job = call(server, "POST", "/v1/jobs", job_body(), {"Idempotency-Key": "after-full"})
+        assert status == 202, job
+        for job_id in accepted + [job["id"]]:
+            assert call(server, "GET", f"/v1/jobs/{job_id}")[0] == 200, job_id
+        assert wait_final(server, job["id"])["status"] == "succeeded"
+    finally:
+        if server.alive():
+            assert server.stop() == 0, server.log_text()
+
+
 # ------------------------------------------------------------------------------------------ crash test
 
 class Submitter(threading.Thread):
