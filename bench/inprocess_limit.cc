@@ -312,7 +312,7 @@ int main(int argc, char** argv) {
   m.config = std::move(config).value();
   m.version_dir = dir / std::to_string(version > 0 ? version : LatestVersion(dir));
   if (!backend_override.empty()) m.config.backend = backend_override;
-  if (m.config.backend.empty()) m.config.backend = "opencv_dnn";  // the server's default
+  if (m.config.backend.empty()) m.config.backend = ferry::kDefaultOnnxBackend;  // the server's default
   if (m.config.backend == "identity") {
     m.backend = ferry::MakeIdentityBackend();
 #ifdef FERRY_WITH_OPENCV

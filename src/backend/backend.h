@@ -33,6 +33,9 @@ class Backend {
       const ModelConfig& config, const std::filesystem::path& version_dir) = 0;
 };
 
+// The backend of a model whose config names none, unless the server is told otherwise.
+inline constexpr std::string_view kDefaultOnnxBackend = "opencv_dnn";
+
 // Backends by name ("opencv_dnn"). Filled once at start-up, read-only afterwards: thread-safe reads.
 class BackendRegistry {
  public:

@@ -4,6 +4,21 @@
 
 namespace ferry {
 
+Status CheckInputCount(const std::vector<Tensor>& inputs, const ModelConfig& config) {
+  if (inputs.size() != config.inputs.size()) {
+    return InvalidArgument("expected " + std::to_string(config.inputs.size()) + " inputs, got " +
+                           std::to_string(inputs.size()));
+  }
+  return Status::Ok();
+}
+
+Shape WarmUpShape(const ModelConfig& config, const TensorSpec& spec) {
+  Shape shape;
+  if (config.max_batch_size > 0) shape.push_back(1);
+  for (int64_t d : spec.dims) shape.push_back(d < 0 ? 1 : d);
+  return shape;
+}
+
 Status CheckInputTensor(const Tensor& t, const TensorSpec& spec, const ModelConfig& config,
                         std::optional<int64_t>& batch) {
   const std::string what = "input '" + spec.name + "'";

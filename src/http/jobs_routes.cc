@@ -72,8 +72,7 @@ void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::vector<std::stri
       work = [this, size = *page_size, status = std::string(QueryParam(request.target, "status").value_or("")),
               model = std::string(QueryParam(request.target, "model").value_or("")),
               token = std::string(QueryParam(request.target, "page_token").value_or(""))] {
-        Result<std::string> list = jobs_->ListJson(status, model, size, token);
-        return list.ok() ? JsonResponse(200, *list) : ErrorResponse(list.status());
+        return FromResult(jobs_->ListJson(status, model, size, token));
       };
     } else {
       return respond(MethodNotAllowed("GET, POST"));
@@ -86,30 +85,18 @@ void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::vector<std::stri
         if (!parsed.ok()) return respond(ErrorResponse(parsed.status()));
         wait = *parsed;
       }
-      work = [this, id, wait] {
-        Result<std::string> job = jobs_->JobJson(id, wait);
-        return job.ok() ? JsonResponse(200, *job) : ErrorResponse(job.status());
-      };
+      work = [this, id, wait] { return FromResult(jobs_->JobJson(id, wait)); };
     } else if (method == "DELETE") {
-      work = [this, id] {
-        Result<std::string> job = jobs_->Cancel(id);
-        return job.ok() ? JsonResponse(200, *job) : ErrorResponse(job.status());
-      };
+      work = [this, id] { return FromResult(jobs_->Cancel(id)); };
     } else {
       return respond(MethodNotAllowed("GET, DELETE"));
     }
   } else if (action == "result") {
     if (method != "GET") return respond(MethodNotAllowed("GET"));
-    work = [this, id] {
-      Result<std::string> result = jobs_->ResultJson(id);
-      return result.ok() ? JsonResponse(200, *result) : ErrorResponse(result.status());
-    };
+    work = [this, id] { return FromResult(jobs_->ResultJson(id)); };
   } else {  // cancel
     if (method != "POST") return respond(MethodNotAllowed("POST"));
-    work = [this, id] {
-      Result<std::string> job = jobs_->Cancel(id);
-      return job.ok() ? JsonResponse(200, *job) : ErrorResponse(job.status());
-    };
+    work = [this, id] { return FromResult(jobs_->Cancel(id)); };
   }
   HttpResponder shared = respond;
   if (!jobs_pool_.Post([work = std::move(work), shared] { shared(work()); })) {

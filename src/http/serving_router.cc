@@ -28,11 +28,11 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 HttpResponse Json(int status, std::string body) { return JsonResponse(status, std::move(body)); }
 
+}  // namespace
+
 HttpResponse FromResult(const Result<std::string>& result) {
   return result.ok() ? Json(200, result.value()) : ErrorResponse(result.status());
 }
-
-}  // namespace
 
 HttpResponse JsonResponse(int status, std::string body) {
   HttpResponse r;

@@ -52,6 +52,8 @@ class ServingRouter final : public HttpHandler {
 // Renders a Status as an HTTP error response ({"error": ...}, Retry-After when it applies).
 HttpResponse ErrorResponse(const Status& status);
 HttpResponse JsonResponse(int status, std::string body);
+// 200 with the JSON body, or the error response of the Status.
+HttpResponse FromResult(const Result<std::string>& result);
 HttpResponse MethodNotAllowed(std::string_view allowed);
 
 }  // namespace ferry

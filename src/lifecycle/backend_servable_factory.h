@@ -12,7 +12,8 @@ namespace ferry {
 
 class BackendServableFactory final : public ServableFactory {
  public:
-  BackendServableFactory(const BackendRegistry* backends, std::string default_backend = "opencv_dnn")
+  BackendServableFactory(const BackendRegistry* backends,
+                         std::string default_backend = std::string(kDefaultOnnxBackend))
       : backends_(backends), default_backend_(std::move(default_backend)) {}
   Result<ModelHandle> Load(const ModelConfig& config, int64_t version,
                            const std::filesystem::path& version_dir) override;

@@ -1,7 +1,8 @@
 #pragma once
 // Per-model-version scheduler for tensor models: bounded queues (online, and background for jobs, which
-// runs only when no online request waits) in front of one executor thread per model instance. Each executor takes a batch planned by BatchPlanner, concatenates the tasks' inputs
-// along the batch dimension, runs the instance once and splits the outputs back per task.
+// runs only when no online request waits) in front of one executor thread per model instance. Each
+// executor takes a batch planned by BatchPlanner, concatenates the tasks' inputs along the batch
+// dimension, runs the instance once and splits the outputs back per task.
 // Thread-safe.
 #include <condition_variable>
 #include <deque>

@@ -25,7 +25,7 @@ struct ServeFlags {
   size_t max_infer_body_mb = 64;
   size_t max_connections = 4096;
   int loader_threads = 1;
-  std::string default_onnx_backend = "opencv_dnn";
+  std::string default_onnx_backend{kDefaultOnnxBackend};
   std::string data_dir = "data";
   std::string job_durability = "durable";
   int64_t max_active_jobs = 100'000;

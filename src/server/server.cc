@@ -85,9 +85,10 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
       metrics->ObserveJobEnd(model, run.count(), outcome);
     };
     observer.counts = [metrics](const JobCounts& c) {
-      for (auto [state, n] : {std::pair{"queued", c.queued}, {"running", c.running}, {"succeeded", c.succeeded},
-                              {"failed", c.failed}, {"cancelled", c.cancelled}}) {
-        metrics->SetJobCount(state, static_cast<double>(n));
+      for (auto [state, n] : {std::pair{JobState::kQueued, c.queued}, {JobState::kRunning, c.running},
+                              {JobState::kSucceeded, c.succeeded}, {JobState::kFailed, c.failed},
+                              {JobState::kCancelled, c.cancelled}}) {
+        metrics->SetJobCount(std::string(JobStateName(state)), static_cast<double>(n));
       }
     };
     s->job_runner_ = std::make_unique<JobRunner>(s->job_store_.get(), s->jobs_->Executor(), runner_options,

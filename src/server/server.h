@@ -33,7 +33,7 @@ struct ServerOptions {
   std::chrono::milliseconds startup_timeout{300'000};  // wait for initial loads before turning ready
   size_t loader_threads = 1;
   // The backend of a model whose config names none.
-  std::string default_onnx_backend = "opencv_dnn";
+  std::string default_onnx_backend{kDefaultOnnxBackend};
   // Asynchronous jobs: an SQLite store at <data_dir>/jobs.db and a runner.
   bool jobs_enabled = true;
   std::filesystem::path data_dir = "data";

@@ -214,10 +214,7 @@ class OpenCvDnnInstance final : public ModelInstance {
     std::vector<cv::Mat> mats;
     const std::optional<int64_t> batch = IsBatched(config_) ? std::optional<int64_t>(1) : std::nullopt;
     for (const auto& spec : config_.inputs) {
-      Shape shape;
-      if (batch) shape.push_back(1);
-      for (int64_t d : spec.dims) shape.push_back(d < 0 ? 1 : d);
-      FERRY_ASSIGN_OR_RETURN(std::vector<int> sizes, CvSizes(shape, spec.name));
+      FERRY_ASSIGN_OR_RETURN(std::vector<int> sizes, CvSizes(WarmUpShape(config_, spec), spec.name));
       mats.emplace_back(static_cast<int>(sizes.size()), sizes.data(), CV_32F, cv::Scalar(0));
     }
     auto outputs = Run(mats, batch);
@@ -242,10 +239,7 @@ class OpenCvDnnInstance final : public ModelInstance {
 
  private:
   Result<std::vector<Tensor>> ExecuteImpl(const std::vector<Tensor>& inputs) {
-    if (inputs.size() != config_.inputs.size()) {
-      return InvalidArgument("expected " + std::to_string(config_.inputs.size()) + " inputs, got " +
-                             std::to_string(inputs.size()));
-    }
+    FERRY_RETURN_IF_ERROR(CheckInputCount(inputs, config_));
     std::optional<int64_t> batch;
     std::vector<cv::Mat> mats;
     mats.reserve(inputs.size());

@@ -135,8 +135,7 @@ class OpenVinoInstance final : public ModelInstance {
       Tensor t;
       t.name = spec.name;
       t.dtype = spec.dtype;
-      if (config_.max_batch_size > 0) t.shape.push_back(1);
-      for (int64_t d : spec.dims) t.shape.push_back(d < 0 ? 1 : d);
+      t.shape = WarmUpShape(config_, spec);
       FERRY_ASSIGN_OR_RETURN(int64_t bytes, FixedByteSize(t.dtype, t.shape));
       t.data = Buffer::Own(std::vector<uint8_t>(static_cast<size_t>(bytes), 0));
       inputs.push_back(std::move(t));
@@ -160,10 +159,7 @@ class OpenVinoInstance final : public ModelInstance {
 
  private:
   Result<std::vector<Tensor>> ExecuteImpl(const std::vector<Tensor>& inputs) {
-    if (inputs.size() != config_.inputs.size()) {
-      return InvalidArgument("expected " + std::to_string(config_.inputs.size()) + " inputs, got " +
-                             std::to_string(inputs.size()));
-    }
+    FERRY_RETURN_IF_ERROR(CheckInputCount(inputs, config_));
     std::optional<int64_t> batch;
     for (size_t i = 0; i < inputs.size(); ++i) {
       const Tensor& t = inputs[i];
