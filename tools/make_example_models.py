@@ -299,6 +299,19 @@ def token_samples(model, seed, batch=2, seq=8, width=32):
     return x, torch_outputs(model, x)
 
 
+def write_token_model(model_dir, name, model, output, opset, sample_seed):
+    """A tokens FP32 [8, 32] -> output [8, 32] model on openvino: ONNX, config and reference samples."""
+    size = export(model, torch.zeros(1, 8, 32), os.path.join(model_dir, "1", "model.onnx"),
+                  "tokens", output, opset=opset)
+    write_config(model_dir, name, 8, [("tokens", [8, 32])], [(output, [8, 32])],
+                 preferred=[4, 8], delay_us=200, threads=2, backend="openvino",
+                 parameters={"inference_precision": "f32"})
+    x, y = token_samples(model, sample_seed)
+    write_reference_samples(os.path.join(model_dir, "1"),
+                            [{"name": "s0", "inputs": [("tokens", x)], "outputs": [(output, y)]}])
+    return size
+
+
 def make_transformer(out, ref_out):
     name = "transformer"
     model_dir = os.path.join(out, name)
@@ -306,15 +319,7 @@ def make_transformer(out, ref_out):
     model = EncoderBlock()
     randomize_layernorms(model, torch.Generator().manual_seed(SEED + 11))
     model.eval()
-    size = export(model, torch.zeros(1, 8, 32), os.path.join(model_dir, "1", "model.onnx"),
-                  "tokens", "encoded", opset=17)
-    write_config(model_dir, name, 8, [("tokens", [8, 32])], [("encoded", [8, 32])],
-                 preferred=[4, 8], delay_us=200, threads=2, backend="openvino",
-                 parameters={"inference_precision": "f32"})
-    x, y = token_samples(model, SEED + 12)
-    write_reference_samples(os.path.join(model_dir, "1"),
-                            [{"name": "s0", "inputs": [("tokens", x)], "outputs": [("encoded", y)]}])
-    return size
+    return write_token_model(model_dir, name, model, "encoded", opset=17, sample_seed=SEED + 12)
 
 
 def make_attention(out, ref_out):
@@ -322,15 +327,7 @@ def make_attention(out, ref_out):
     model_dir = os.path.join(out, name)
     torch.manual_seed(SEED + 20)
     model = Attention().eval()
-    size = export(model, torch.zeros(1, 8, 32), os.path.join(model_dir, "1", "model.onnx"),
-                  "tokens", "attended", opset=13)
-    write_config(model_dir, name, 8, [("tokens", [8, 32])], [("attended", [8, 32])],
-                 preferred=[4, 8], delay_us=200, threads=2, backend="openvino",
-                 parameters={"inference_precision": "f32"})
-    x, y = token_samples(model, SEED + 21)
-    write_reference_samples(os.path.join(model_dir, "1"),
-                            [{"name": "s0", "inputs": [("tokens", x)], "outputs": [("attended", y)]}])
-    return size
+    return write_token_model(model_dir, name, model, "attended", opset=13, sample_seed=SEED + 21)
 
 
 def main():
