@@ -25,8 +25,9 @@ packages=(
   libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2
   libbenchmark-dev=1.7.1-1
   nlohmann-json3-dev=3.11.2-2
-  # Python for tooling and protocol tests (packages come from PyPI into a venv)
-  python3 python3-venv python3-pip
+  # Python for tooling and protocol tests (packages come from PyPI into a venv); numpy and yaml for
+  # llama.cpp's gguf-py, which writes the example language models
+  python3 python3-venv python3-pip python3-numpy python3-yaml
   # model-making (PyTorch -> ONNX) and benchmark peers
   python3-torch=1.13.1+dfsg-4 libopenblas0-pthread
   wrk=4.1.0-3+b2 nginx-light
@@ -39,5 +40,13 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"
 
+# npm fetches llama.cpp's source (inside the node-llama-cpp package). Debian's npm, unless the machine
+# already has one (a NodeSource node.js carries its own, and Debian's package would conflict with it).
+if ! command -v npm >/dev/null; then
+  apt-get install -y -qq --no-install-recommends npm=9.2.0~ds1-1
+fi
+
 # OpenVINO comes from its PyPI wheel (headers, libraries and CMake config), not from Debian.
 bash "$(dirname "$0")/install-openvino.sh"
+# llama.cpp's source, from the pinned npm package; CMake builds it as static libraries.
+bash "$(dirname "$0")/install-llama.sh"
