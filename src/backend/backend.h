@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backend/language_model.h"
 #include "common/result.h"
 #include "repository/model_config.h"
 #include "tensor/tensor.h"
@@ -31,6 +32,8 @@ class Backend {
   // and returns an instance. Failure is a Status (never an exception, never a crash).
   virtual Result<std::unique_ptr<ModelInstance>> CreateInstance(
       const ModelConfig& config, const std::filesystem::path& version_dir) = 0;
+  // Backends that generate text return their loader (and refuse CreateInstance); tensor backends null.
+  virtual LanguageModelLoader* language_models() { return nullptr; }
 };
 
 // The backend of a model whose config names none, unless the server is told otherwise.

@@ -8,10 +8,12 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "http/websocket_session.h"
 #include "tensor/infer_codec.h"
 
 namespace ferry {
@@ -43,6 +45,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void Send(HttpResponse&& response, bool from_handler);
   void SendError(int status, std::string_view message);
   void OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, size_t bytes);
+  // Streamed bodies (BodyStream): the head, then chunks as they come, while a read watches for the
+  // client going away.
+  void SendStreamHead(HttpResponse&& response);
+  void PumpStream();
+  void WatchForDisconnect();
+  void EndStream(bool client_gone);
   void Close();
 
   beast::tcp_stream stream_;
@@ -50,6 +58,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response<http::string_body>> response_;
   std::shared_ptr<CancelToken> cancel_;
+  std::shared_ptr<BodyStream> body_stream_;
+  std::shared_ptr<std::string> stream_write_;  // the bytes of the write in flight
+  char watch_byte_[256];
+  bool watching_ = false;       // a read is watching for the client going away during this request
+  bool exchange_done_ = false;  // the answer has gone out (or the client is gone)
+  bool stream_ended_ = false;
   BeastServer* server_;
   bool idle_ = true;
   bool request_keep_alive_ = true;
@@ -287,8 +301,17 @@ void Session::Dispatch() {
     request.headers.emplace_back(std::move(name), std::string(field.value()));
   }
   request.body = std::make_shared<const std::string>(std::move(req.body()));
+  if (beast::websocket::is_upgrade(req)) {
+    // The WebSocket session takes the socket; this session ends without answering.
+    StartWebSocketSession(std::move(stream_), std::move(req), std::move(request), server_->handler(),
+                          server_->options());
+    return;
+  }
   cancel_ = CancelToken::Create();
   ++server_->in_flight();
+  exchange_done_ = false;
+  watching_ = server_->handler()->WatchForDisconnect(request);
+  if (watching_) WatchForDisconnect();
   auto self = shared_from_this();
   server_->handler()->Handle(std::move(request), cancel_, [self](HttpResponse&& response) {
     net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
@@ -308,7 +331,10 @@ void Session::SendError(int status, std::string_view message) {
 }
 
 void Session::Send(HttpResponse&& r, bool from_handler) {
-  const bool keep_alive = request_keep_alive_ && !r.close_connection && !server_->draining();
+  if (r.stream && from_handler) return SendStreamHead(std::move(r));
+  // A watched request has a read pending: its connection closes after the answer rather than untangle
+  // that read from the next request's.
+  const bool keep_alive = request_keep_alive_ && !r.close_connection && !server_->draining() && !watching_;
   response_ = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), 11);
   response_->set(http::field::server, "ferry");
   response_->set(http::field::content_type, r.content_type);
@@ -322,6 +348,7 @@ void Session::Send(HttpResponse&& r, bool from_handler) {
 }
 
 void Session::OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, size_t) {
+  exchange_done_ = true;
   if (from_handler) {
     --server_->in_flight();
     cancel_.reset();
@@ -329,6 +356,75 @@ void Session::OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, 
   response_.reset();
   if (ec || !keep_alive) return Close();
   ReadHeader();
+}
+
+void Session::SendStreamHead(HttpResponse&& r) {
+  body_stream_ = std::move(r.stream);
+  const auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
+  auto head = std::make_shared<std::string>(fmt::format(
+      "HTTP/1.1 {} {}\r\nServer: ferry\r\nContent-Type: {}\r\nCache-Control: no-cache\r\n"
+      "Transfer-Encoding: chunked\r\nConnection: close\r\n",
+      r.status, std::string_view(reason.data(), reason.size()), r.content_type));
+  for (auto& [name, value] : r.headers) *head += fmt::format("{}: {}\r\n", name, value);
+  *head += "\r\n";
+  stream_write_ = head;
+  stream_.expires_after(server_->options().write_timeout);
+  net::async_write(stream_, net::buffer(*head), [self = shared_from_this()](beast::error_code ec, size_t) {
+    self->stream_.expires_never();
+    if (ec) return self->EndStream(/*client_gone=*/true);
+    self->stream_write_.reset();
+    if (!self->watching_) {
+      self->watching_ = true;
+      self->WatchForDisconnect();
+    }
+    std::weak_ptr<Session> weak = self;
+    self->body_stream_->SetWake([weak] {
+      if (auto s = weak.lock()) net::post(s->stream_.get_executor(), [s] { s->PumpStream(); });
+    });
+    self->PumpStream();
+  });
+}
+
+void Session::PumpStream() {
+  if (stream_write_ || stream_ended_ || !body_stream_) return;  // a write is in flight, or done
+  bool ended = false;
+  std::string data = body_stream_->Take(&ended);
+  if (data.empty() && !ended) return;  // the wake brings us back
+  auto frame = std::make_shared<std::string>();
+  if (!data.empty()) *frame = fmt::format("{:x}\r\n{}\r\n", data.size(), data);
+  if (ended) *frame += "0\r\n\r\n";
+  stream_write_ = frame;
+  stream_.expires_after(server_->options().write_timeout);
+  net::async_write(stream_, net::buffer(*frame), [self = shared_from_this(), ended](beast::error_code ec, size_t) {
+    self->stream_.expires_never();
+    self->stream_write_.reset();
+    if (ec) return self->EndStream(/*client_gone=*/true);
+    if (ended) return self->EndStream(/*client_gone=*/false);
+    self->PumpStream();
+  });
+}
+
+void Session::WatchForDisconnect() {
+  // The request was read in full; anything more from the client is ignored (the connection closes
+  // after this answer). End of file or an error means the client went away: its work is cancelled.
+  stream_.async_read_some(net::buffer(watch_byte_), [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (self->exchange_done_ || self->stream_ended_) return;
+    if (!ec) return self->WatchForDisconnect();
+    if (self->body_stream_) return self->EndStream(/*client_gone=*/true);
+    if (self->cancel_) self->cancel_->Cancel();  // the answer still goes out (and fails) when it comes
+  });
+}
+
+void Session::EndStream(bool client_gone) {
+  if (stream_ended_) return;
+  stream_ended_ = true;
+  exchange_done_ = true;
+  if (client_gone && cancel_) cancel_->Cancel();
+  if (body_stream_) body_stream_->Abort();
+  body_stream_.reset();
+  --server_->in_flight();
+  cancel_.reset();
+  Close();
 }
 
 void Session::Close() {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,12 +32,59 @@ struct HttpRequest {
   }
 };
 
+// A response body sent while it is produced (Server-Sent Events), with chunked encoding. The producer
+// writes from any thread; the connection sends whatever has accumulated when the socket is free, so
+// fast producers coalesce instead of queueing writes. Thread-safe.
+class BodyStream {
+ public:
+  // Producer side. Write returns false once the client is gone or too far behind: stop producing.
+  bool Write(std::string_view data);
+  void End();
+  // Connection side. `wake` runs (on the producer's thread) when data or the end arrives after a Take
+  // found nothing; it must only post work.
+  void SetWake(std::function<void()> wake);
+  // Everything queued so far; `ended` when End was called and nothing is left.
+  std::string Take(bool* ended);
+  void Abort();
+  // Bytes a stalled client may leave queued before the stream is aborted.
+  static constexpr size_t kMaxQueuedBytes = 8 * 1024 * 1024;
+
+ private:
+  void WakeLocked(std::unique_lock<std::mutex>& lock);
+  std::mutex mu_;
+  std::string queued_;
+  bool ended_ = false;
+  bool aborted_ = false;
+  bool waiting_ = false;  // the connection found nothing and waits for a wake
+  std::function<void()> wake_;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   bool close_connection = false;
+  // When set, `body` is ignored: the head goes out at once and the body follows from the stream. The
+  // connection closes after it, and a client that goes away trips the request's CancelToken.
+  std::shared_ptr<BodyStream> stream;
+};
+
+// The server side of one WebSocket, for the application to send on. Thread-safe; sends keep order.
+class WebSocketSender {
+ public:
+  virtual ~WebSocketSender() = default;
+  virtual void SendText(std::string message) = 0;
+  virtual void Close() = 0;
+};
+
+// The application's side of one WebSocket. Called on the connection's I/O strand; must not block.
+class WebSocketEndpoint {
+ public:
+  virtual ~WebSocketEndpoint() = default;
+  virtual void OnMessage(std::string_view message, bool binary) = 0;
+  // The connection is gone (either side closed it, or it failed). Called once, last.
+  virtual void OnClose() = 0;
 };
 
 // Sends the response; callable from any thread, exactly once.
@@ -52,6 +100,15 @@ class HttpHandler {
   virtual void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) = 0;
   // The front end refused a request itself (limits, parse errors), for metrics.
   virtual void OnRejected(int status) {}
+  // Whether the connection should watch for its client going away while this request is handled (and
+  // trip the CancelToken if it does): for long work such as text generation. Such a connection closes
+  // after its answer.
+  virtual bool WatchForDisconnect(const HttpRequest& request) const { return false; }
+  // A WebSocket upgrade request: the endpoint for it, or null to answer 404 (no WebSocket there).
+  virtual std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
+                                                           std::shared_ptr<WebSocketSender> sender) {
+    return nullptr;
+  }
 };
 
 }  // namespace ferry

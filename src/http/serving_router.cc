@@ -56,8 +56,9 @@ HttpResponse ErrorResponse(const Status& status) {
 }
 
 ServingRouter::ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin,
-                             ServingMetrics* metrics, JobsService* jobs)
-    : options_(options), inference_(inference), admin_(admin), metrics_(metrics), jobs_(jobs) {}
+                             ServingMetrics* metrics, JobsService* jobs, CompletionService* completions)
+    : options_(options), inference_(inference), admin_(admin), metrics_(metrics), jobs_(jobs),
+      completions_(completions) {}
 
 ServingRouter::~ServingRouter() {
   admin_pool_.Stop();
@@ -67,6 +68,11 @@ ServingRouter::~ServingRouter() {
 size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) const {
   if (method == "POST" && ((path.size() >= 6 && path.substr(path.size() - 6) == "/infer") || path == "/v1/jobs")) {
     return options_.max_infer_body_bytes;
+  }
+  if (method == "POST" && (path == "/v1/completions" || path == "/v1/chat/completions" ||
+                           (path.size() > 9 && path.substr(path.size() - 9) == "/generate") ||
+                           (path.size() > 16 && path.substr(path.size() - 16) == "/generate_stream"))) {
+    return options_.max_text_body_bytes;
   }
   return options_.max_other_body_bytes;
 }
@@ -94,8 +100,11 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
     return HandleJobsRoute(std::move(request), parts, counted);
   }
+  if (IsCompletionRoute(parts)) return HandleCompletionRoute(std::move(request), parts, cancel, counted);
   if (parts.empty() || parts[0] != "v2") {
-    return counted(Json(404, EncodeErrorJson("not found; Ferry serves /v2/... (KServe v2), /v1/jobs and /metrics")));
+    return counted(Json(404, EncodeErrorJson(
+        "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "
+        "/v1/jobs and /metrics")));
   }
   if (parts.size() == 1) {
     if (method != "GET") return counted(MethodNotAllowed("GET"));
@@ -127,10 +136,14 @@ void ServingRouter::HandleModelRoute(HttpRequest&& request, std::vector<std::str
     next = 5;
   }
   const std::string_view action = next < parts.size() ? parts[next] : std::string_view();
-  if (next + 1 < parts.size() || (next < parts.size() && action != "ready" && action != "config" && action != "infer")) {
+  if (next + 1 < parts.size() || (next < parts.size() && action != "ready" && action != "config" &&
+                                  action != "infer" && action != "generate" && action != "generate_stream")) {
     return respond(Json(404, EncodeErrorJson("not found")));
   }
   const std::string& method = request.method;
+  if (action == "generate" || action == "generate_stream") {
+    return Generate(std::move(request), model, action == "generate_stream", std::move(cancel), respond);
+  }
   if (action == "infer") {
     if (method != "POST") return respond(MethodNotAllowed("POST"));
     return Infer(std::move(request), model, version, std::move(cancel), respond);

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "api/admin_service.h"
+#include "api/completion_service.h"
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
 #include "common/thread_pool.h"
@@ -15,18 +16,22 @@ namespace ferry {
 struct RouterOptions {
   size_t max_infer_body_bytes = 64 * 1024 * 1024;
   size_t max_other_body_bytes = 64 * 1024;
+  size_t max_text_body_bytes = 8 * 1024 * 1024;  // completions and generate: prompts, not tensors
 };
 
 class ServingRouter final : public HttpHandler {
  public:
-  // `jobs` may be null: the /v1/jobs routes then answer 404.
+  // `jobs` and `completions` may be null: their routes then answer 404.
   ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin, ServingMetrics* metrics,
-                JobsService* jobs = nullptr);
+                JobsService* jobs = nullptr, CompletionService* completions = nullptr);
   ~ServingRouter() override;
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override;
   void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) override;
   void OnRejected(int status) override;
+  bool WatchForDisconnect(const HttpRequest& request) const override;
+  std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
+                                                   std::shared_ptr<WebSocketSender> sender) override;
 
  private:
   void HandleModelRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
@@ -37,12 +42,20 @@ class ServingRouter final : public HttpHandler {
              std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
   // /v1/jobs... (jobs_routes.cc).
   void HandleJobsRoute(HttpRequest&& request, std::vector<std::string_view>& parts, HttpResponder& respond);
+  // /v1/models, /v1/completions, /v1/chat/completions, /v1/ws/generate (completion_routes.cc).
+  static bool IsCompletionRoute(const std::vector<std::string_view>& parts);
+  void HandleCompletionRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
+                             std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
+  // /v2/models/{m}/generate and generate_stream.
+  void Generate(HttpRequest&& request, std::string_view model, bool stream, std::shared_ptr<CancelToken> cancel,
+                HttpResponder& respond);
 
   const RouterOptions options_;
   InferenceService* inference_;
   AdminService* admin_;
   ServingMetrics* metrics_;
   JobsService* jobs_;
+  CompletionService* completions_;
   // Management calls block until a model settles: never on an I/O thread.
   ThreadPool admin_pool_{1, 16};
   // Job calls wait for store commits and long-polls: never on an I/O thread. A full queue answers 503.

@@ -18,6 +18,18 @@ Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, in
                                        config.backend));
   }
   const std::string context = fmt::format("loading '{}' version {}", config.name, version);
+  if (LanguageModelLoader* loader = backend->language_models()) {
+    Result<std::unique_ptr<LanguageModel>> model = loader->Load(config, version_dir);
+    if (!model.ok()) return model.status().WithContext(context);
+    GenerationSchedulerOptions options;
+    options.model_name = config.name;
+    options.max_waiting = static_cast<size_t>(config.max_queue_size);
+    if (observers_) options.observer = observers_(config.name);
+    Result<std::unique_ptr<GenerationScheduler>> scheduler =
+        GenerationScheduler::Create(std::move(options), std::move(model).value());
+    if (!scheduler.ok()) return scheduler.status().WithContext(context);
+    return std::make_shared<ServableModel>(config, version, std::move(scheduler).value());
+  }
   Result<std::optional<ReferenceSet>> references = ReadReferenceSet(version_dir);
   if (!references.ok()) return references.status().WithContext(context);
   std::vector<std::unique_ptr<ModelInstance>> instances;

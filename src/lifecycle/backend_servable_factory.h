@@ -1,26 +1,36 @@
 #pragma once
 // The production ServableFactory: creates config.instance_count instances with the backend the config
 // names (or the default ONNX backend when it names none), runs the version's reference samples through
-// each (a version that fails them is not served), and puts a DynamicBatcher in front. Thread-safe.
+// each (a version that fails them is not served), and puts a DynamicBatcher in front. A backend that
+// generates text (llama_cpp) gets its language model loaded behind a GenerationScheduler instead.
+// Thread-safe.
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include "backend/backend.h"
 #include "lifecycle/servable_model.h"
+#include "scheduling/generation_scheduler.h"
 
 namespace ferry {
 
 class BackendServableFactory final : public ServableFactory {
  public:
+  // Gives each language model's scheduler somewhere to report its measurements (may return null).
+  using ObserverFactory = std::function<std::shared_ptr<GenerationObserver>(const std::string& model)>;
+
   BackendServableFactory(const BackendRegistry* backends,
-                         std::string default_backend = std::string(kDefaultOnnxBackend))
-      : backends_(backends), default_backend_(std::move(default_backend)) {}
+                         std::string default_backend = std::string(kDefaultOnnxBackend),
+                         ObserverFactory observers = nullptr)
+      : backends_(backends), default_backend_(std::move(default_backend)), observers_(std::move(observers)) {}
   Result<ModelHandle> Load(const ModelConfig& config, int64_t version,
                            const std::filesystem::path& version_dir) override;
 
  private:
   const BackendRegistry* backends_;
   std::string default_backend_;
+  ObserverFactory observers_;
 };
 
 }  // namespace ferry

@@ -19,6 +19,13 @@ prometheus::Histogram::BucketBoundaries SecondBuckets() {
   return b;
 }
 
+prometheus::Histogram::BucketBoundaries TokenLatencyBuckets() {
+  // 100 us .. ~52 s, doubling: a tiny model's tokens take 0.1 ms, a long prompt seconds.
+  prometheus::Histogram::BucketBoundaries b;
+  for (double v = 1e-4; v < 60; v *= 2) b.push_back(v);
+  return b;
+}
+
 prometheus::Histogram::BucketBoundaries BatchBuckets() { return {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128}; }
 
 }  // namespace
@@ -55,7 +62,32 @@ ServingMetrics::ServingMetrics()
       job_run_(prometheus::BuildHistogram().Name("ferry_job_run_duration_seconds")
                    .Help("Run time of each job attempt").Register(*registry_)),
       job_attempts_(prometheus::BuildCounter().Name("ferry_job_attempts_total")
-                        .Help("Job attempts by how they ended").Register(*registry_)) {}
+                        .Help("Job attempts by how they ended").Register(*registry_)),
+      llm_ttft_(prometheus::BuildHistogram().Name("ferry_llm_time_to_first_token_seconds")
+                    .Help("Time from a generation's submit to its first token").Register(*registry_)),
+      llm_itl_(prometheus::BuildHistogram().Name("ferry_llm_inter_token_latency_seconds")
+                   .Help("Time between consecutive tokens of one generation").Register(*registry_)),
+      llm_e2e_(prometheus::BuildHistogram().Name("ferry_llm_e2e_request_latency_seconds")
+                   .Help("Time from a generation's submit to its end").Register(*registry_)),
+      llm_queue_(prometheus::BuildHistogram().Name("ferry_llm_queue_time_seconds")
+                     .Help("Time a generation waited for a slot").Register(*registry_)),
+      llm_step_sequences_(prometheus::BuildHistogram().Name("ferry_llm_decode_step_sequences")
+                              .Help("Sequences in each decode step (continuous batching width)").Register(*registry_)),
+      llm_step_tokens_(prometheus::BuildHistogram().Name("ferry_llm_decode_step_tokens")
+                           .Help("Tokens in each decode step (prompt chunks plus one per generating sequence)")
+                           .Register(*registry_)),
+      llm_prompt_tokens_(prometheus::BuildCounter().Name("ferry_llm_prompt_tokens_total")
+                             .Help("Prompt tokens of finished generations").Register(*registry_)),
+      llm_generation_tokens_(prometheus::BuildCounter().Name("ferry_llm_generation_tokens_total")
+                                 .Help("Tokens generated").Register(*registry_)),
+      llm_decode_steps_(prometheus::BuildCounter().Name("ferry_llm_decode_steps_total")
+                            .Help("Decode steps run").Register(*registry_)),
+      llm_running_(prometheus::BuildGauge().Name("ferry_llm_num_requests_running")
+                       .Help("Generations holding a slot").Register(*registry_)),
+      llm_waiting_(prometheus::BuildGauge().Name("ferry_llm_num_requests_waiting")
+                       .Help("Generations waiting for a slot").Register(*registry_)),
+      llm_finished_(prometheus::BuildCounter().Name("ferry_llm_request_finished_total")
+                        .Help("Generations that finished, by finish reason").Register(*registry_)) {}
 
 ModelMetrics& ServingMetrics::For(const std::string& model, const std::string& version) {
   std::lock_guard lock(mu_);
@@ -105,6 +137,32 @@ void ServingMetrics::ObserveJobEnd(const std::string& model, double run_seconds,
   std::lock_guard lock(mu_);
   job_run_.Add({{"model", model}}, SecondBuckets()).Observe(run_seconds);
   job_attempts_.Add({{"model", model}, {"outcome", outcome}}).Increment();
+}
+
+LanguageModelMetrics& ServingMetrics::ForLanguageModel(const std::string& model) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = language_models_.try_emplace(model);
+  if (inserted) {
+    const prometheus::Labels labels{{"model", model}};
+    LanguageModelMetrics& m = it->second;
+    m.time_to_first_token = &llm_ttft_.Add(labels, TokenLatencyBuckets());
+    m.inter_token_latency = &llm_itl_.Add(labels, TokenLatencyBuckets());
+    m.e2e_latency = &llm_e2e_.Add(labels, TokenLatencyBuckets());
+    m.queue_time = &llm_queue_.Add(labels, TokenLatencyBuckets());
+    m.step_sequences = &llm_step_sequences_.Add(labels, BatchBuckets());
+    m.step_tokens = &llm_step_tokens_.Add(labels, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048});
+    m.prompt_tokens = &llm_prompt_tokens_.Add(labels);
+    m.generation_tokens = &llm_generation_tokens_.Add(labels);
+    m.decode_steps = &llm_decode_steps_.Add(labels);
+    m.running = &llm_running_.Add(labels);
+    m.waiting = &llm_waiting_.Add(labels);
+  }
+  return it->second;
+}
+
+void ServingMetrics::CountFinishedGeneration(const std::string& model, const std::string& finish_reason) {
+  std::lock_guard lock(mu_);
+  llm_finished_.Add({{"model", model}, {"finish_reason", finish_reason}}).Increment();
 }
 
 std::string ServingMetrics::Render() const {

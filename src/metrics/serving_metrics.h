@@ -28,6 +28,21 @@ struct ModelMetrics {
   prometheus::Gauge* queue_depth = nullptr;
 };
 
+// The metric series of one language model (vLLM's names where they mean the same).
+struct LanguageModelMetrics {
+  prometheus::Histogram* time_to_first_token = nullptr;  // seconds, submit -> first token
+  prometheus::Histogram* inter_token_latency = nullptr;  // seconds between tokens of one request
+  prometheus::Histogram* e2e_latency = nullptr;          // seconds, submit -> finish
+  prometheus::Histogram* queue_time = nullptr;           // seconds waiting for a slot
+  prometheus::Histogram* step_sequences = nullptr;       // sequences in each decode step
+  prometheus::Histogram* step_tokens = nullptr;          // tokens in each decode step
+  prometheus::Counter* prompt_tokens = nullptr;
+  prometheus::Counter* generation_tokens = nullptr;
+  prometheus::Counter* decode_steps = nullptr;
+  prometheus::Gauge* running = nullptr;
+  prometheus::Gauge* waiting = nullptr;
+};
+
 class ServingMetrics {
  public:
   ServingMetrics();
@@ -40,6 +55,8 @@ class ServingMetrics {
   void SetJobCount(const std::string& state, double count);
   void ObserveJobStart(const std::string& model, double submit_to_start_seconds);
   void ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome);
+  LanguageModelMetrics& ForLanguageModel(const std::string& model);
+  void CountFinishedGeneration(const std::string& model, const std::string& finish_reason);
   // The Prometheus text exposition format.
   std::string Render() const;
 
@@ -61,9 +78,22 @@ class ServingMetrics {
   prometheus::Family<prometheus::Histogram>& job_start_delay_;
   prometheus::Family<prometheus::Histogram>& job_run_;
   prometheus::Family<prometheus::Counter>& job_attempts_;
+  prometheus::Family<prometheus::Histogram>& llm_ttft_;
+  prometheus::Family<prometheus::Histogram>& llm_itl_;
+  prometheus::Family<prometheus::Histogram>& llm_e2e_;
+  prometheus::Family<prometheus::Histogram>& llm_queue_;
+  prometheus::Family<prometheus::Histogram>& llm_step_sequences_;
+  prometheus::Family<prometheus::Histogram>& llm_step_tokens_;
+  prometheus::Family<prometheus::Counter>& llm_prompt_tokens_;
+  prometheus::Family<prometheus::Counter>& llm_generation_tokens_;
+  prometheus::Family<prometheus::Counter>& llm_decode_steps_;
+  prometheus::Family<prometheus::Gauge>& llm_running_;
+  prometheus::Family<prometheus::Gauge>& llm_waiting_;
+  prometheus::Family<prometheus::Counter>& llm_finished_;
 
   std::mutex mu_;
   std::map<std::pair<std::string, std::string>, ModelMetrics> models_;
+  std::map<std::string, LanguageModelMetrics> language_models_;
 };
 
 }  // namespace ferry

@@ -6,6 +6,8 @@
 
 namespace ferry {
 
+class GenerationScheduler;
+
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
@@ -15,6 +17,8 @@ class Scheduler {
   virtual size_t QueueCapacity() const = 0;
   // Stops taking tasks, finishes those already queued, joins executor threads. Idempotent.
   virtual void Drain() = 0;
+  // The text-generation side of a language model's scheduler; null for tensor models.
+  virtual GenerationScheduler* generator() { return nullptr; }
 };
 
 }  // namespace ferry

@@ -12,6 +12,10 @@
 #ifdef FERRY_WITH_OPENVINO
 #include "backend/openvino/openvino_backend.h"
 #endif
+#ifdef FERRY_WITH_LLAMA
+#include "backend/llama_cpp/llama_backend.h"
+#endif
+#include "api/generation_metrics.h"
 
 namespace ferry {
 
@@ -23,6 +27,9 @@ std::unique_ptr<BackendRegistry> MakeDefaultBackends() {
 #endif
 #ifdef FERRY_WITH_OPENVINO
   registry->Register(MakeOpenVinoBackend());
+#endif
+#ifdef FERRY_WITH_LLAMA
+  registry->Register(MakeLlamaBackend());
 #endif
   return registry;
 }
@@ -45,16 +52,19 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                        s->options_.default_onnx_backend,
                                        fmt::join(s->backends_->Names(), ", ")));
   }
-  s->factory_ = std::make_unique<BackendServableFactory>(s->backends_.get(), s->options_.default_onnx_backend);
+  ServingMetrics* metrics = s->metrics_.get();
+  s->factory_ = std::make_unique<BackendServableFactory>(
+      s->backends_.get(), s->options_.default_onnx_backend,
+      [metrics](const std::string& model) { return MakeGenerationMetricsObserver(metrics, model); });
   ModelManagerOptions manager_options;
   manager_options.loader_threads = s->options_.loader_threads;
-  ServingMetrics* metrics = s->metrics_.get();
   manager_options.on_load = [metrics](const std::string& model, int64_t version, double seconds, const Status& st) {
     metrics->ObserveLoad(model, std::to_string(version), seconds, st.ok());
   };
   s->manager_ = std::make_unique<ModelManager>(std::move(manager_options), s->factory_.get());
   s->watcher_ = std::make_unique<RepositoryWatcher>(s->repository_.get(), s->manager_.get());
   s->inference_ = std::make_unique<InferenceService>(s->manager_.get(), s->metrics_.get());
+  s->completions_ = std::make_unique<CompletionService>(s->manager_.get());
   s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
                                              s->repository_.get());
   if (s->options_.jobs_enabled) {
@@ -96,7 +106,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     s->jobs_->set_on_submitted([runner = s->job_runner_.get()] { runner->Wake(); });
   }
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
-                                               s->metrics_.get(), s->jobs_.get());
+                                               s->metrics_.get(), s->jobs_.get(), s->completions_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
 }
@@ -146,6 +156,8 @@ bool Server::Drain() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   http_->Stop();
+  // Streams still open past the exit timeout have nobody left to read them.
+  completions_->CancelAll();
   if (job_runner_) {
     // Jobs in flight finish while the models still serve; any left keep their leases and run again.
     const auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(

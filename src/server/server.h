@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "api/admin_service.h"
+#include "api/completion_service.h"
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
 #include "jobs/job_runner.h"
@@ -74,6 +75,7 @@ class Server {
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryWatcher> watcher_;
   std::unique_ptr<InferenceService> inference_;
+  std::unique_ptr<CompletionService> completions_;
   std::unique_ptr<AdminService> admin_;
   // Declared after what they use, so that they are destroyed first.
   std::unique_ptr<SqliteJobStore> job_store_;

@@ -336,7 +336,7 @@ CASES: list[Case] = [
     C("method-unknown-verb", raw("BREW", "/v2/health/live"), (400, 405)),
     # --- unknown routes (404) and management off (403)
     C("route-root", raw("GET", "/"), (404,)),
-    C("route-v1", raw("GET", "/v1/models"), (404,)),
+    C("route-v1", raw("GET", "/v1/no-such-route"), (404,)),
     C("route-v2-unknown", raw("GET", "/v2/nope"), (404,)),
     C("route-health-unknown", raw("GET", "/v2/health/dead"), (404,)),
     C("route-health-extra", raw("GET", "/v2/health/live/extra"), (404,)),

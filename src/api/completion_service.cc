@@ -1,0 +1,218 @@
+#include "api/completion_service.h"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <chrono>
+#include <mutex>
+
+#include "api/status_mapping.h"
+#include "common/json_writer.h"
+#include "scheduling/generation_scheduler.h"
+
+namespace ferry {
+namespace {
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Renders one generation in its API's wire format onto a channel.
+class ChannelSink final : public GenerationSink {
+ public:
+  ChannelSink(ResponseIdentity who, bool stream, bool include_usage, std::shared_ptr<GenerationChannel> channel,
+              std::function<void()> on_finish)
+      : who_(std::move(who)),
+        stream_(stream),
+        include_usage_(include_usage),
+        channel_(std::move(channel)),
+        on_finish_(std::move(on_finish)) {}
+
+  // Chat streams open with the role; whichever thread gets here first sends it, before any text.
+  void Begin() {
+    std::call_once(begun_, [&] {
+      if (stream_) channel_->Open();
+      if (stream_ && who_.api == TextApi::kChat) channel_->Stream(ChatRoleChunk(who_));
+    });
+  }
+
+  void OnText(std::string_view text) override {
+    Begin();
+    if (stream_) {
+      channel_->Stream(TextChunk(who_, text));
+    } else {
+      text_ += text;
+    }
+  }
+
+  void OnFinish(const Result<GenerationStats>& outcome) override {
+    Begin();
+    if (outcome.ok()) {
+      if (stream_) {
+        channel_->Stream(StreamEnd(who_, *outcome, include_usage_));
+        if (who_.api != TextApi::kWebSocket) channel_->EndStream();
+      } else {
+        channel_->Reply(200, FullResponse(who_, text_, *outcome));
+      }
+    } else if (who_.api == TextApi::kWebSocket && outcome.status().code() == StatusCode::kCancelled) {
+      GenerationStats cancelled;
+      cancelled.finish_reason = "cancelled";
+      channel_->Stream(StreamEnd(who_, cancelled, false));
+    } else if (stream_) {
+      channel_->Stream(StreamError(who_, outcome.status()));
+      if (who_.api != TextApi::kWebSocket) channel_->EndStream();
+    } else {
+      channel_->Reply(HttpStatusFor(outcome.status().code()), ErrorBody(who_.api, outcome.status()));
+    }
+    if (on_finish_) on_finish_();
+  }
+
+ private:
+  const ResponseIdentity who_;
+  const bool stream_;
+  const bool include_usage_;
+  std::shared_ptr<GenerationChannel> channel_;
+  std::function<void()> on_finish_;
+  std::once_flag begun_;
+  std::string text_;
+};
+
+}  // namespace
+
+Status CompletionService::Start(TextApi api, std::string_view body, std::string_view model_from_path,
+                                bool force_stream, std::shared_ptr<CancelToken> cancel,
+                                std::shared_ptr<GenerationChannel> channel) {
+  FERRY_ASSIGN_OR_RETURN(ParsedGeneration parsed, ParseGenerationBody(api, body, model_from_path));
+  if (force_stream) parsed.stream = true;
+  return StartParsed(std::move(parsed), api, std::move(cancel), std::move(channel), nullptr);
+}
+
+Status CompletionService::StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
+                                      std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish) {
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(parsed.model, std::nullopt));
+  GenerationScheduler* generator = handle->scheduler().generator();
+  if (generator == nullptr) {
+    return InvalidArgument(fmt::format("model '{}' is not a language model; use /v2/models/{}/infer", parsed.model,
+                                       parsed.model));
+  }
+  ResponseIdentity who;
+  who.api = api;
+  who.id = NewResponseId(api);
+  who.created = UnixSeconds();
+  who.model = parsed.model;
+  who.model_version = handle->version();
+  who.client_id = parsed.client_id;
+  if (!cancel) cancel = CancelToken::Create();
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    generation = next_generation_++;
+    active_[generation] = cancel;
+  }
+  auto finished = [this, generation, on_finish = std::move(on_finish)] {
+    {
+      std::lock_guard lock(mu_);
+      active_.erase(generation);
+    }
+    if (on_finish) on_finish();
+  };
+  auto sink = std::make_shared<ChannelSink>(std::move(who), parsed.stream, parsed.include_usage, channel,
+                                            std::move(finished));
+  parsed.request.sink = sink;
+  parsed.request.cancel = std::move(cancel);
+  Status queued = generator->Generate(std::move(parsed.request));
+  if (!queued.ok()) {
+    std::lock_guard lock(mu_);
+    active_.erase(generation);
+    return queued;
+  }
+  sink->Begin();
+  return Status::Ok();
+}
+
+void CompletionService::CancelAll() {
+  std::lock_guard lock(mu_);
+  for (auto& [id, weak] : active_) {
+    if (auto cancel = weak.lock()) cancel->Cancel();
+  }
+}
+
+std::string CompletionService::ListModelsJson() const {
+  std::string json;
+  JsonWriter w(&json);
+  w.BeginObject().Key("object").String("list").Key("data").BeginArray();
+  for (const ModelHandle& handle : manager_->ReadyHandles()) {
+    GenerationScheduler* generator = handle->scheduler().generator();
+    if (generator == nullptr) continue;
+    w.BeginObject().Key("id").String(handle->config().name).Key("object").String("model");
+    w.Key("created").Int(0).Key("owned_by").String("ferry");
+    w.Key("max_model_len").Int(generator->context_per_sequence()).EndObject();
+  }
+  w.EndArray().EndObject();
+  return json;
+}
+
+void CompletionService::Conversation::OnMessage(std::string_view message) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  std::string_view type, id;
+  if (parser.parse(message.data(), message.size()).get(root) || !root.is_object()) {
+    return channel_->Stream(WebSocketError({}, InvalidArgument("each message must be a JSON object")));
+  }
+  // Read first, so that errors name the generation.
+  if (root["id"].get_string().get(id)) id = {};
+  if (root["type"].get_string().get(type)) {
+    return channel_->Stream(WebSocketError(id, InvalidArgument("'type' must be \"generate\" or \"cancel\"")));
+  }
+  if (type == "cancel") {
+    std::lock_guard lock(mu_);
+    auto it = running_.find(std::string(id));
+    if (it == running_.end()) {
+      return channel_->Stream(WebSocketError(id, NotFound("no generation with this id is running")));
+    }
+    it->second->Cancel();
+    return;
+  }
+  if (type != "generate") {
+    return channel_->Stream(WebSocketError(id, InvalidArgument("'type' must be \"generate\" or \"cancel\"")));
+  }
+  Result<ParsedGeneration> parsed = ParseGenerationBody(TextApi::kWebSocket, message);
+  if (!parsed.ok()) return channel_->Stream(WebSocketError(id, parsed.status()));
+  const std::string client_id = parsed->client_id;
+  auto cancel = CancelToken::Create();
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    if (running_.count(client_id) > 0) {
+      return channel_->Stream(WebSocketError(client_id, FailedPrecondition("a generation with this id is running")));
+    }
+    if (running_.size() >= kMaxGenerationsPerConnection) {
+      return channel_->Stream(WebSocketError(
+          client_id, ResourceExhausted(fmt::format("at most {} generations at once per connection",
+                                                   kMaxGenerationsPerConnection))));
+    }
+    running_[client_id] = cancel;
+  }
+  // The generation's last call removes its id, unless the connection is gone by then.
+  Status started = service_->StartParsed(std::move(parsed).value(), TextApi::kWebSocket, cancel, channel_,
+                                         [weak = weak_from_this(), client_id] {
+                                           if (auto self = weak.lock()) self->Finished(client_id);
+                                         });
+  if (!started.ok()) {
+    Finished(client_id);
+    channel_->Stream(WebSocketError(client_id, started));
+  }
+}
+
+void CompletionService::Conversation::Finished(const std::string& id) {
+  std::lock_guard lock(mu_);
+  running_.erase(id);
+}
+
+void CompletionService::Conversation::Close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  for (auto& [id, cancel] : running_) cancel->Cancel();
+}
+
+}  // namespace ferry

@@ -1,0 +1,80 @@
+#pragma once
+// Text generation for the transports: OpenAI completions and chat completions, Triton's generate, and
+// generations over a WebSocket. Parses the body (openai_codec), finds the language model, queues the
+// request on its GenerationScheduler and answers through a GenerationChannel as text arrives. Never
+// touches a backend. Thread-safe.
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "api/openai_codec.h"
+#include "common/cancel_token.h"
+#include "lifecycle/model_manager.h"
+
+namespace ferry {
+
+// How a transport takes a generation's answer. Called from the generation thread; must not block.
+class GenerationChannel {
+ public:
+  virtual ~GenerationChannel() = default;
+  // The whole answer of a non-streamed request: 200 with the JSON, or an error status and body.
+  virtual void Reply(int http_status, std::string json) = 0;
+  // A streamed answer starts (HTTP: the 200 and its headers go out now, before the first token).
+  virtual void Open() {}
+  // One piece of a streamed answer (SSE events for HTTP, one message for a WebSocket).
+  virtual void Stream(std::string message) = 0;
+  // The streamed answer is complete.
+  virtual void EndStream() = 0;
+};
+
+class CompletionService {
+ public:
+  explicit CompletionService(ModelManager* manager) : manager_(manager) {}
+
+  // Starts a generation. A Status returned here means nothing was sent: the transport answers it with
+  // ErrorBody(api, status) and the status's HTTP code. `model_from_path` is Triton's {m}.
+  Status Start(TextApi api, std::string_view body, std::string_view model_from_path, bool force_stream,
+               std::shared_ptr<CancelToken> cancel, std::shared_ptr<GenerationChannel> channel);
+
+  // GET /v1/models: the language models ready to serve, in OpenAI's list form.
+  std::string ListModelsJson() const;
+  // Cancels every generation in progress: at shutdown, once no transport can deliver their text.
+  void CancelAll();
+
+  // One WebSocket connection: several generations at once, each under the client's id; a
+  // {"type":"cancel","id":…} message cancels one; closing the connection cancels them all.
+  class Conversation : public std::enable_shared_from_this<Conversation> {
+   public:
+    // Held by shared_ptr: generations still finishing refer to it weakly.
+    Conversation(CompletionService* service, std::shared_ptr<GenerationChannel> channel)
+        : service_(service), channel_(std::move(channel)) {}
+    ~Conversation() { Close(); }
+    // A text message from the client. Errors are answered on the channel; the connection stays open.
+    void OnMessage(std::string_view message);
+    void Close();
+
+   private:
+    friend class CompletionService;
+    void Finished(const std::string& id);
+    CompletionService* service_;
+    std::shared_ptr<GenerationChannel> channel_;
+    std::mutex mu_;
+    std::map<std::string, std::shared_ptr<CancelToken>> running_;
+    bool closed_ = false;
+  };
+  // Limit of concurrent generations on one WebSocket.
+  static constexpr size_t kMaxGenerationsPerConnection = 16;
+
+ private:
+  Status StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
+                     std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish);
+  ModelManager* manager_;
+  std::mutex mu_;
+  uint64_t next_generation_ = 0;
+  std::map<uint64_t, std::weak_ptr<CancelToken>> active_;  // for CancelAll
+};
+
+}  // namespace ferry

@@ -1,0 +1,17 @@
+#pragma once
+// WebSocket connections, upgraded from an HTTP request by the HTTP server (internal to http/: this
+// header brings in Beast; only http_server.cc and websocket_session.cc include it).
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "http/http_server.h"
+
+namespace ferry {
+
+// Takes over the connection: asks the handler for an endpoint (404 over HTTP when it has none),
+// completes the handshake, then delivers each message to the endpoint and sends what it sends.
+void StartWebSocketSession(boost::beast::tcp_stream&& stream,
+                           boost::beast::http::request<boost::beast::http::string_body>&& upgrade,
+                           HttpRequest&& request, HttpHandler* handler, const HttpServerOptions& options);
+
+}  // namespace ferry

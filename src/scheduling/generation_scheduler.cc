@@ -1,0 +1,297 @@
+#include "scheduling/generation_scheduler.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "scheduling/text_assembler.h"
+
+namespace ferry {
+namespace {
+
+double MillisBetween(SteadyTime a, SteadyTime b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+double SecondsBetween(SteadyTime a, SteadyTime b) { return std::chrono::duration<double>(b - a).count(); }
+bool IsCancelled(const std::shared_ptr<CancelToken>& token) { return token && token->cancelled(); }
+
+}  // namespace
+
+struct GenerationScheduler::Waiting {
+  GenerationRequest request;
+  std::vector<TokenId> prompt;
+  SteadyTime submitted;
+};
+
+struct GenerationScheduler::Slot {
+  explicit Slot(int32_t sequence) : sequence(sequence) {}
+  const int32_t sequence;
+  std::unique_ptr<Waiting> work;  // null: free
+  std::unique_ptr<TokenSampler> sampler;
+  std::unique_ptr<TextAssembler> text;
+  size_t prefilled = 0;           // prompt tokens already decoded
+  int32_t position = 0;           // next position in the sequence
+  TokenId next = 0;               // sampled, not yet decoded
+  int32_t generated = 0;
+  int32_t logits_index = -1;      // entry of this slot that asked for logits in the current batch
+  SteadyTime started{}, first_token{}, last_token{};
+  bool busy() const { return work != nullptr; }
+  bool generating() const { return busy() && prefilled == work->prompt.size(); }
+};
+
+Result<std::unique_ptr<GenerationScheduler>> GenerationScheduler::Create(GenerationSchedulerOptions options,
+                                                                         std::unique_ptr<LanguageModel> model) {
+  if (!model) return InvalidArgument("no language model");
+  if (model->max_sequences() < 1 || model->max_batch_tokens() < 1 || model->context_per_sequence() < 2) {
+    return InvalidArgument("language model has no room for a sequence");
+  }
+  if (options.max_waiting == 0) return InvalidArgument("max_waiting must be at least 1");
+  return std::unique_ptr<GenerationScheduler>(new GenerationScheduler(std::move(options), std::move(model)));
+}
+
+GenerationScheduler::GenerationScheduler(GenerationSchedulerOptions options, std::unique_ptr<LanguageModel> model)
+    : options_(std::move(options)), model_(std::move(model)), context_per_sequence_(model_->context_per_sequence()) {
+  for (int32_t i = 0; i < model_->max_sequences(); ++i) slots_.push_back(std::make_unique<Slot>(i));
+  batch_.reserve(static_cast<size_t>(model_->max_batch_tokens()));
+  thread_ = std::thread([this] { Loop(); });
+}
+
+GenerationScheduler::~GenerationScheduler() { Drain(); }
+
+Status GenerationScheduler::Submit(InferenceTask&&) {
+  return InvalidArgument(fmt::format("model '{}' generates text: use /v1/completions, /v1/chat/completions or "
+                                     "/v2/models/{}/generate",
+                                     options_.model_name, options_.model_name));
+}
+
+Status GenerationScheduler::Generate(GenerationRequest&& request) {
+  if (!request.sink) return InvalidArgument("generation request without a sink");
+  for (const auto& [token, bias] : request.sampling.logit_bias) {
+    if (token < 0 || token >= model_->vocab_size()) {
+      return InvalidArgument(fmt::format("logit_bias names token {}; this model's tokens are 0..{}", token,
+                                         model_->vocab_size() - 1));
+    }
+  }
+  // Like llama.cpp: ignoring the end token means never sampling it, not sampling it and going on.
+  request.sampling.ban_end_of_generation = request.ignore_eos;
+  std::string prompt_text;
+  if (request.chat) {
+    FERRY_ASSIGN_OR_RETURN(prompt_text, model_->ApplyChatTemplate(request.messages));
+  }
+  const std::string& text = request.chat ? prompt_text : request.prompt;
+  // A chat template writes control tokens as text; a user's completion prompt must not smuggle them in.
+  FERRY_ASSIGN_OR_RETURN(std::vector<TokenId> prompt,
+                         model_->Tokenize(text, /*add_bos=*/true, /*parse_special=*/request.chat));
+  if (prompt.empty()) return InvalidArgument("the prompt is empty");
+  if (static_cast<int64_t>(prompt.size()) >= context_per_sequence_) {
+    return InvalidArgument(fmt::format("the prompt is {} tokens; this model's context holds {} per request, output "
+                                       "included",
+                                       prompt.size(), context_per_sequence_));
+  }
+  auto waiting = std::make_unique<Waiting>();
+  waiting->request = std::move(request);
+  waiting->prompt = std::move(prompt);
+  waiting->submitted = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    if (draining_) return Unavailable(fmt::format("model '{}' is unloading", options_.model_name));
+    if (waiting_.size() >= options_.max_waiting) {
+      return Unavailable(fmt::format("model '{}' has {} requests waiting for a slot; retry later", options_.model_name,
+                                     waiting_.size()));
+    }
+    waiting_.push_back(std::move(waiting));
+  }
+  cv_.notify_one();
+  return Status::Ok();
+}
+
+size_t GenerationScheduler::QueueDepth() const {
+  std::lock_guard lock(mu_);
+  return waiting_.size();
+}
+
+void GenerationScheduler::Drain() {
+  {
+    std::lock_guard lock(mu_);
+    draining_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void GenerationScheduler::Loop() {
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return draining_ || !waiting_.empty() || running_ > 0; });
+      if (draining_ && waiting_.empty() && running_ == 0) return;
+    }
+    Step();
+  }
+}
+
+void GenerationScheduler::Finish(Slot& slot, Result<GenerationStats> outcome) {
+  if (outcome.ok() && slot.text) {
+    std::string rest = slot.text->Flush();
+    if (!rest.empty()) slot.work->request.sink->OnText(rest);
+  }
+  if (outcome.ok() && options_.observer) {
+    options_.observer->OnFinished(*outcome, SecondsBetween(slot.work->submitted, std::chrono::steady_clock::now()));
+  }
+  slot.work->request.sink->OnFinish(outcome);
+  model_->ClearSequence(slot.sequence);
+  slot.work.reset();
+  slot.sampler.reset();
+  slot.text.reset();
+  std::lock_guard lock(mu_);
+  --running_;
+}
+
+void GenerationScheduler::EmitToken(Slot& slot, TokenId token, SteadyTime now) {
+  GenerationRequest& request = slot.work->request;
+  auto stats = [&](std::string reason) {
+    GenerationStats s;
+    s.finish_reason = std::move(reason);
+    s.prompt_tokens = static_cast<int32_t>(slot.work->prompt.size());
+    s.completion_tokens = slot.generated;
+    s.queue_ms = MillisBetween(slot.work->submitted, slot.started);
+    s.prompt_ms = MillisBetween(slot.started, slot.first_token);
+    s.generation_ms = MillisBetween(slot.first_token, now);
+    return s;
+  };
+  if (slot.generated == 0) {
+    slot.first_token = now;
+    if (options_.observer) options_.observer->OnFirstToken(SecondsBetween(slot.work->submitted, now));
+  } else if (options_.observer) {
+    options_.observer->OnNextToken(SecondsBetween(slot.last_token, now));
+  }
+  slot.last_token = now;
+  if (!request.ignore_eos && model_->IsEndOfGeneration(token)) return Finish(slot, stats("stop"));
+  ++slot.generated;
+  std::string text = slot.text->Append(model_->TokenBytes(token));
+  if (!text.empty()) request.sink->OnText(text);
+  if (slot.text->stopped()) return Finish(slot, stats("stop"));
+  if (request.max_tokens >= 0 && slot.generated >= request.max_tokens) return Finish(slot, stats("length"));
+  // Prompt plus output never exceed the context (the last token is sent, never decoded).
+  if (slot.position + 1 >= context_per_sequence_) return Finish(slot, stats("length"));
+  slot.next = token;
+}
+
+bool GenerationScheduler::Step() {
+  std::vector<std::unique_ptr<Waiting>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    // Requests whose client left while waiting are answered now, not when a slot frees.
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (IsCancelled((*it)->request.cancel)) {
+        dropped.push_back(std::move(*it));
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& slot : slots_) {
+      if (slot->busy() || waiting_.empty()) continue;
+      slot->work = std::move(waiting_.front());
+      waiting_.pop_front();
+      ++running_;
+    }
+  }
+  for (auto& w : dropped) w->request.sink->OnFinish(Cancelled("the client went away"));
+
+  const SteadyTime now = std::chrono::steady_clock::now();
+  int32_t running = 0;
+  for (auto& slot : slots_) {
+    if (!slot->busy()) continue;
+    if (IsCancelled(slot->work->request.cancel)) {
+      Finish(*slot, Cancelled("the client went away"));
+      continue;
+    }
+    if (!slot->sampler) {  // newly admitted
+      slot->sampler = model_->MakeSampler(slot->work->request.sampling);
+      slot->text = std::make_unique<TextAssembler>(slot->work->request.stop);
+      slot->prefilled = 0;
+      slot->position = 0;
+      slot->generated = 0;
+      slot->started = now;
+    }
+    ++running;
+  }
+  // Before any token of a newly admitted request goes out, so that a client never sees its text
+  // before the gauges count it.
+  ReportOccupancy();
+  if (running == 0) return false;
+
+  // One decode: the next token of every generating sequence first (they are what users are waiting
+  // on), then prompt chunks of the others with what room is left.
+  batch_.clear();
+  int32_t budget = model_->max_batch_tokens();
+  int32_t sequences = 0;
+  for (auto& slot : slots_) {
+    slot->logits_index = -1;
+    if (!slot->generating() || budget == 0) continue;
+    slot->logits_index = static_cast<int32_t>(batch_.size());
+    batch_.push_back({slot->next, slot->position, slot->sequence, true});
+    --budget;
+    ++sequences;
+  }
+  for (auto& slot : slots_) {
+    if (!slot->busy() || slot->generating() || budget == 0) continue;
+    const auto& prompt = slot->work->prompt;
+    const size_t take = std::min(prompt.size() - slot->prefilled, static_cast<size_t>(budget));
+    for (size_t i = 0; i < take; ++i) {
+      const size_t index = slot->prefilled + i;
+      const bool last = index + 1 == prompt.size();
+      if (last) slot->logits_index = static_cast<int32_t>(batch_.size());
+      batch_.push_back({prompt[index], static_cast<int32_t>(index), slot->sequence, last});
+    }
+    budget -= static_cast<int32_t>(take);
+    ++sequences;
+  }
+  if (batch_.empty()) return false;
+
+  Status decoded = model_->Decode(batch_);
+  if (!decoded.ok()) {
+    spdlog::error("model '{}': decode of {} tokens failed: {}", options_.model_name, batch_.size(), decoded.message());
+    for (auto& slot : slots_) {
+      if (slot->busy()) Finish(*slot, decoded);
+    }
+    ReportOccupancy();
+    return true;
+  }
+  if (options_.observer) options_.observer->OnDecodeStep(sequences, static_cast<int32_t>(batch_.size()));
+
+  const SteadyTime done = std::chrono::steady_clock::now();
+  for (auto& slot : slots_) {
+    if (!slot->busy()) continue;
+    // Advance what this decode consumed.
+    if (slot->generating()) {
+      if (slot->logits_index < 0) continue;  // not in this batch
+      ++slot->position;
+    } else {
+      const size_t before = slot->prefilled;
+      size_t consumed = 0;
+      for (const auto& e : batch_) consumed += e.sequence == slot->sequence ? 1 : 0;
+      slot->prefilled = before + consumed;
+      slot->position = static_cast<int32_t>(slot->prefilled);
+      if (!slot->generating()) continue;  // more prompt to read
+    }
+    const TokenId token = slot->sampler->Sample(slot->logits_index);
+    EmitToken(*slot, token, done);
+  }
+  ReportOccupancy();
+  return true;
+}
+
+void GenerationScheduler::ReportOccupancy() {
+  if (!options_.observer) return;
+  int32_t running = 0;
+  for (const auto& slot : slots_) running += slot->busy() ? 1 : 0;
+  int32_t waiting = 0;
+  {
+    std::lock_guard lock(mu_);
+    waiting = static_cast<int32_t>(waiting_.size());
+  }
+  options_.observer->OnOccupancy(running, waiting);
+}
+
+}  // namespace ferry

@@ -1,0 +1,118 @@
+#pragma once
+// The scheduler of a language model, beside the DynamicBatcher: continuous batching over the model's
+// sequence slots. One thread owns the model's context. Each iteration it moves waiting requests into
+// free slots, drops those whose client went away (waiting, in prefill or decoding), and runs ONE decode
+// holding a prompt chunk of every sequence still reading its prompt and the next token of every
+// sequence generating; then it samples each generating sequence's token and streams its text.
+// Thread-safe.
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/language_model.h"
+#include "common/cancel_token.h"
+#include "scheduling/scheduler.h"
+
+namespace ferry {
+
+// Why a generation ended and what it cost, in llama.cpp's "timings" terms.
+struct GenerationStats {
+  std::string finish_reason;  // "stop" (end token or stop string) | "length" (max_tokens or context)
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  double queue_ms = 0;       // submit -> first decode holding this request
+  double prompt_ms = 0;      // first decode -> first generated token
+  double generation_ms = 0;  // first generated token -> end
+};
+
+// Where a generation's output goes. Called on the generation thread, in order; must not block.
+class GenerationSink {
+ public:
+  virtual ~GenerationSink() = default;
+  // Text in whole UTF-8 characters; never empty.
+  virtual void OnText(std::string_view text) = 0;
+  // Called exactly once, last: the stats, or why it did not finish (kCancelled when the client left).
+  virtual void OnFinish(const Result<GenerationStats>& outcome) = 0;
+};
+
+struct GenerationRequest {
+  std::string prompt;                 // used as is, unless `chat`
+  bool chat = false;                  // the prompt comes from `messages` and the model's chat template
+  std::vector<ChatMessage> messages;
+  SamplingParams sampling;
+  int32_t max_tokens = -1;            // -1: until the end token or the context is full
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  std::shared_ptr<CancelToken> cancel;  // may be null
+  std::shared_ptr<GenerationSink> sink;
+};
+
+// Measurements the scheduler reports (metrics live outside scheduling). Called on the generation
+// thread; must be cheap.
+class GenerationObserver {
+ public:
+  virtual ~GenerationObserver() = default;
+  virtual void OnDecodeStep(int32_t sequences, int32_t tokens) {}
+  virtual void OnFirstToken(double seconds_since_submit) {}
+  virtual void OnNextToken(double seconds_since_previous) {}
+  virtual void OnFinished(const GenerationStats& stats, double seconds_since_submit) {}
+  virtual void OnOccupancy(int32_t running, int32_t waiting) {}
+};
+
+struct GenerationSchedulerOptions {
+  std::string model_name;     // for log lines
+  size_t max_waiting = 64;    // requests waiting for a slot; Generate says Unavailable beyond it
+  std::shared_ptr<GenerationObserver> observer;  // may be null
+};
+
+class GenerationScheduler final : public Scheduler {
+ public:
+  static Result<std::unique_ptr<GenerationScheduler>> Create(GenerationSchedulerOptions options,
+                                                             std::unique_ptr<LanguageModel> model);
+  ~GenerationScheduler() override;
+
+  // Tokenizes and checks the request on the caller's thread, then queues it. On OK the sink will get
+  // OnFinish exactly once; otherwise the sink is never called: kInvalidArgument (prompt too long for the
+  // context, bad template), kUnavailable (queue full or draining), kFailedPrecondition (no template).
+  Status Generate(GenerationRequest&& request);
+
+  // Tensor inference does not apply to a language model.
+  Status Submit(InferenceTask&& task) override;
+  size_t QueueDepth() const override;
+  size_t QueueCapacity() const override { return options_.max_waiting; }
+  void Drain() override;
+  GenerationScheduler* generator() override { return this; }
+
+  int32_t context_per_sequence() const { return context_per_sequence_; }
+  int32_t slots() const { return static_cast<int32_t>(slots_.size()); }
+
+ private:
+  struct Waiting;
+  struct Slot;
+  GenerationScheduler(GenerationSchedulerOptions options, std::unique_ptr<LanguageModel> model);
+  void Loop();
+  // One iteration: admit, drop cancelled, decode, sample. False when there was nothing to do.
+  bool Step();
+  void Finish(Slot& slot, Result<GenerationStats> outcome);
+  void EmitToken(Slot& slot, TokenId token, SteadyTime now);
+  void ReportOccupancy();
+
+  const GenerationSchedulerOptions options_;
+  std::unique_ptr<LanguageModel> model_;
+  const int32_t context_per_sequence_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // touched by the generation thread only
+  std::vector<DecodeEntry> batch_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Waiting>> waiting_;
+  bool draining_ = false;
+  int32_t running_ = 0;  // slots busy, for the idle wait
+  std::thread thread_;
+};
+
+}  // namespace ferry
