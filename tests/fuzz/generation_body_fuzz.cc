@@ -61,10 +61,11 @@ class WaitingSink final : public GenerationSink {
   std::optional<Result<GenerationStats>> outcome_;
 };
 
-GenerationScheduler& Scheduler() {
+GenerationScheduler& SharedScheduler() {
   static GenerationScheduler* scheduler = [] {
     testing::FakeModelOptions options;
     options.context = 256;
+    options.keep_log = false;
     GenerationSchedulerOptions o;
     o.model_name = "fuzz";
     auto made = GenerationScheduler::Create(
@@ -93,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto sink = std::make_shared<WaitingSink>();
   request.sink = sink;
   ResponseIdentity who{api, NewResponseId(api), 0, parsed->model, 1, parsed->client_id};
-  Status queued = Scheduler().Generate(std::move(request));
+  Status queued = SharedScheduler().Generate(std::move(request));
   if (!queued.ok()) {
     RequireJsonPayloads(TextApi::kWebSocket, ErrorBody(TextApi::kChat, queued));
     return 0;

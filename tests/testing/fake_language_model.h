@@ -38,6 +38,7 @@ struct FakeModelOptions {
   int32_t batch_tokens = 16;
   char end_after = 0;  // after generating this letter the model emits the end token (0: never)
   std::chrono::milliseconds decode_delay{0};
+  bool keep_log = true;  // false: record nothing (long fuzz runs)
 };
 
 class FakeLanguageModel final : public LanguageModel {
@@ -76,6 +77,7 @@ class FakeLanguageModel final : public LanguageModel {
       last_[static_cast<size_t>(e.sequence)] = e.token;
       predictions_.push_back(Next(e.token));
     }
+    if (!options_.keep_log) return Status::Ok();
     std::lock_guard lock(log_->mu);
     log_->batches.emplace_back(batch.begin(), batch.end());
     return Status::Ok();
