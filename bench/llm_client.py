@@ -153,10 +153,15 @@ class LlmServer(rb.Server):
         raise RuntimeError(f"{self.name} not ready in {timeout_s} s; see {self.log_path}")
 
 
+# Extra `ferry serve` flags for every Ferry contender (run_llm_benchmarks.py --ferry-arg).
+FERRY_EXTRA_ARGS: list[str] = []
+
+
 def ferry_server(name: str, repo: Path, workdir: Path) -> LlmServer:
     port = rb.free_port()
     cmd = [str(rb.FERRY), "serve", "--model-repository", str(repo), "--http-address", "127.0.0.1",
-           "--http-port", str(port), "--model-control-mode", "none", "--data-dir", str(workdir / f"data-{name}")]
+           "--http-port", str(port), "--model-control-mode", "none", "--data-dir", str(workdir / f"data-{name}"),
+           *FERRY_EXTRA_ARGS]
     return LlmServer(name, cmd, port, workdir, "/v1/models", f'"{MODEL}"')
 
 

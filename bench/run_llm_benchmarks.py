@@ -59,6 +59,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_benchmarks as rb  # noqa: E402  (the shared server and machine helpers)
+import llm_client  # noqa: E402
 from llm_client import (  # noqa: E402  (the contenders' processes and the timing client)
     BATCH, CTX_PER_SLOT, DEFAULT_MODEL, LLAMA_BENCH, LLAMA_SERVER, ROOT, SLOTS, THREADS, LlmServer, Window,
     banned_byte_tokens, completion_body, ensure_model, ensure_tools, ferry_server, llama_server, llama_tokenizer,
@@ -360,12 +361,15 @@ def main() -> int:
     ap.add_argument("--model", help=f"GGUF for every contender (default {DEFAULT_MODEL.relative_to(ROOT)}, made "
                                     "by tools/make_bench_llm.py when missing)")
     ap.add_argument("--only", default="B7,B9,B10")
+    ap.add_argument("--ferry-arg", action="append", default=[],
+                    help="extra flag for ferry serve, e.g. --ferry-arg=--http-thread-count=1 (repeatable)")
     ap.add_argument("--seed", type=int, default=20261128, help="Poisson arrivals and B9 prompts")
     ap.add_argument("--max-load", type=float, default=1.0, help="wait for the 1-min load average below this")
     ap.add_argument("--max-wait", type=float, help="seconds to wait for a quiet machine (default 1200; quick 60)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--summarize", metavar="RESULTS_JSON", help="print the table of an earlier run and exit")
     args = ap.parse_args()
+    llm_client.FERRY_EXTRA_ARGS.extend(args.ferry_arg)
     if args.summarize:
         print(summarize(json.loads(Path(args.summarize).read_text())))
         return 0
