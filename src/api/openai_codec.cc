@@ -116,6 +116,33 @@ void WriteOpenAiHead(JsonWriter& w, const ResponseIdentity& who, std::string_vie
   w.Key("id").String(who.id).Key("object").String(object).Key("created").Int(who.created).Key("model").String(who.model);
 }
 
+// The "object" of an OpenAI answer: a streamed chunk or the whole answer.
+std::string_view OpenAiObject(TextApi api, bool chunk) {
+  if (api != TextApi::kChat) return "text_completion";
+  return chunk ? "chat.completion.chunk" : "chat.completion";
+}
+
+// OpenAI's one choice: "choices":[{"index":0, <content>, "logprobs":null, "finish_reason":…}], the
+// finish reason null while a stream goes on.
+template <typename WriteContent>
+void WriteOnlyChoice(JsonWriter& w, WriteContent&& content, const std::string* finish_reason) {
+  w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
+  content();
+  w.Key("logprobs").Null().Key("finish_reason");
+  if (finish_reason != nullptr) {
+    w.String(*finish_reason);
+  } else {
+    w.Null();
+  }
+  w.EndObject().EndArray();
+}
+
+void WriteTritonHead(JsonWriter& w, const ResponseIdentity& who) {
+  w.Key("model_name").String(who.model).Key("model_version").String(std::to_string(who.model_version));
+}
+
+constexpr std::string_view kDoneEvent = "data: [DONE]\n\n";
+
 std::string_view ErrorType(StatusCode code) {
   switch (code) {
     case StatusCode::kInvalidArgument:
@@ -333,10 +360,11 @@ std::string ChatRoleChunk(const ResponseIdentity& who) {
   std::string json;
   JsonWriter w(&json);
   w.BeginObject();
-  WriteOpenAiHead(w, who, "chat.completion.chunk");
-  w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
-  w.Key("delta").BeginObject().Key("role").String("assistant").Key("content").String("").EndObject();
-  w.Key("logprobs").Null().Key("finish_reason").Null().EndObject().EndArray().EndObject();
+  WriteOpenAiHead(w, who, OpenAiObject(TextApi::kChat, /*chunk=*/true));
+  WriteOnlyChoice(
+      w, [&] { w.Key("delta").BeginObject().Key("role").String("assistant").Key("content").String("").EndObject(); },
+      nullptr);
+  w.EndObject();
   return SseEvent(std::move(json));
 }
 
@@ -346,18 +374,15 @@ std::string TextChunk(const ResponseIdentity& who, std::string_view text) {
   w.BeginObject();
   switch (who.api) {
     case TextApi::kChat:
-      WriteOpenAiHead(w, who, "chat.completion.chunk");
-      w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
-      w.Key("delta").BeginObject().Key("content").String(text).EndObject();
-      w.Key("logprobs").Null().Key("finish_reason").Null().EndObject().EndArray();
+      WriteOpenAiHead(w, who, OpenAiObject(who.api, /*chunk=*/true));
+      WriteOnlyChoice(w, [&] { w.Key("delta").BeginObject().Key("content").String(text).EndObject(); }, nullptr);
       break;
     case TextApi::kCompletions:
-      WriteOpenAiHead(w, who, "text_completion");
-      w.Key("choices").BeginArray().BeginObject().Key("index").Int(0).Key("text").String(text);
-      w.Key("logprobs").Null().Key("finish_reason").Null().EndObject().EndArray();
+      WriteOpenAiHead(w, who, OpenAiObject(who.api, /*chunk=*/true));
+      WriteOnlyChoice(w, [&] { w.Key("text").String(text); }, nullptr);
       break;
     case TextApi::kTritonGenerate:
-      w.Key("model_name").String(who.model).Key("model_version").String(std::to_string(who.model_version));
+      WriteTritonHead(w, who);
       w.Key("text_output").String(text);
       break;
     case TextApi::kWebSocket:
@@ -375,15 +400,18 @@ std::string StreamEnd(const ResponseIdentity& who, const GenerationStats& stats,
   switch (who.api) {
     case TextApi::kChat:
     case TextApi::kCompletions: {
-      const bool chat = who.api == TextApi::kChat;
-      WriteOpenAiHead(w, who, chat ? "chat.completion.chunk" : "text_completion");
-      w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
-      if (chat) {
-        w.Key("delta").BeginObject().EndObject();
-      } else {
-        w.Key("text").String("");
-      }
-      w.Key("logprobs").Null().Key("finish_reason").String(stats.finish_reason).EndObject().EndArray();
+      const std::string_view object = OpenAiObject(who.api, /*chunk=*/true);
+      WriteOpenAiHead(w, who, object);
+      WriteOnlyChoice(
+          w,
+          [&] {
+            if (who.api == TextApi::kChat) {
+              w.Key("delta").BeginObject().EndObject();
+            } else {
+              w.Key("text").String("");
+            }
+          },
+          &stats.finish_reason);
       WriteTimings(w, stats);
       w.EndObject();
       std::string out = SseEvent(std::move(json));
@@ -391,16 +419,16 @@ std::string StreamEnd(const ResponseIdentity& who, const GenerationStats& stats,
         std::string usage;
         JsonWriter u(&usage);
         u.BeginObject();
-        WriteOpenAiHead(u, who, chat ? "chat.completion.chunk" : "text_completion");
+        WriteOpenAiHead(u, who, object);
         u.Key("choices").BeginArray().EndArray();
         WriteUsage(u, stats);
         u.EndObject();
         out += SseEvent(std::move(usage));
       }
-      return out + "data: [DONE]\n\n";
+      return out.append(kDoneEvent);
     }
     case TextApi::kTritonGenerate:
-      w.Key("model_name").String(who.model).Key("model_version").String(std::to_string(who.model_version));
+      WriteTritonHead(w, who);
       w.Key("text_output").String("").Key("finish_reason").String(stats.finish_reason);
       WriteUsage(w, stats);
       w.EndObject();
@@ -421,23 +449,24 @@ std::string FullResponse(const ResponseIdentity& who, std::string_view text, con
   w.BeginObject();
   switch (who.api) {
     case TextApi::kChat:
-      WriteOpenAiHead(w, who, "chat.completion");
-      w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
-      w.Key("message").BeginObject().Key("role").String("assistant").Key("content").String(text).EndObject();
-      w.Key("logprobs").Null().Key("finish_reason").String(stats.finish_reason).EndObject().EndArray();
-      WriteUsage(w, stats);
-      WriteTimings(w, stats);
-      break;
     case TextApi::kCompletions:
-      WriteOpenAiHead(w, who, "text_completion");
-      w.Key("choices").BeginArray().BeginObject().Key("index").Int(0).Key("text").String(text);
-      w.Key("logprobs").Null().Key("finish_reason").String(stats.finish_reason).EndObject().EndArray();
+      WriteOpenAiHead(w, who, OpenAiObject(who.api, /*chunk=*/false));
+      WriteOnlyChoice(
+          w,
+          [&] {
+            if (who.api == TextApi::kChat) {
+              w.Key("message").BeginObject().Key("role").String("assistant").Key("content").String(text).EndObject();
+            } else {
+              w.Key("text").String(text);
+            }
+          },
+          &stats.finish_reason);
       WriteUsage(w, stats);
       WriteTimings(w, stats);
       break;
     case TextApi::kTritonGenerate:
     case TextApi::kWebSocket:
-      w.Key("model_name").String(who.model).Key("model_version").String(std::to_string(who.model_version));
+      WriteTritonHead(w, who);
       w.Key("text_output").String(text).Key("finish_reason").String(stats.finish_reason);
       WriteUsage(w, stats);
       break;
@@ -455,7 +484,7 @@ std::string StreamError(const ResponseIdentity& who, const Status& status) {
     case TextApi::kCompletions:
       WriteOpenAiError(w, status);
       w.EndObject();
-      return SseEvent(std::move(json)) + "data: [DONE]\n\n";
+      return SseEvent(std::move(json)).append(kDoneEvent);
     case TextApi::kTritonGenerate:
       w.Key("error").String(status.message()).EndObject();
       return SseEvent(std::move(json));

@@ -3,7 +3,6 @@
 // WebSocket at /v1/ws/generate. Streams go out as Server-Sent Events through a BodyStream.
 #include <fmt/format.h>
 
-#include "api/status_mapping.h"
 #include "http/serving_router.h"
 #include "tensor/infer_codec.h"
 
@@ -89,13 +88,7 @@ class GenerationWebSocket final : public WebSocketEndpoint {
   std::shared_ptr<CompletionService::Conversation> conversation_;
 };
 
-HttpResponse GenerationError(TextApi api, const Status& status) {
-  HttpResponse r = JsonResponse(HttpStatusFor(status.code()), ErrorBody(api, status));
-  if (int retry = RetryAfterSecondsFor(status.code()); retry > 0) {
-    r.headers.emplace_back("Retry-After", std::to_string(retry));
-  }
-  return r;
-}
+HttpResponse GenerationError(TextApi api, const Status& status) { return ErrorResponse(status, ErrorBody(api, status)); }
 
 }  // namespace
 
@@ -133,11 +126,13 @@ void ServingRouter::Generate(HttpRequest&& request, std::string_view model, bool
   if (!started.ok()) respond(GenerationError(TextApi::kTritonGenerate, started));
 }
 
+bool ServingRouter::IsTextGenerationPost(std::string_view method, std::string_view path) {
+  return method == "POST" && (path == "/v1/completions" || path == "/v1/chat/completions" ||
+                              path.ends_with("/generate") || path.ends_with("/generate_stream"));
+}
+
 bool ServingRouter::WatchForDisconnect(const HttpRequest& request) const {
-  if (request.method != "POST") return false;
-  const std::string_view path = request.Path();
-  return path == "/v1/completions" || path == "/v1/chat/completions" || path.ends_with("/generate") ||
-         path.ends_with("/generate_stream");
+  return IsTextGenerationPost(request.method, request.Path());
 }
 
 std::shared_ptr<WebSocketEndpoint> ServingRouter::OpenWebSocket(const HttpRequest& request,

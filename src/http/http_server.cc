@@ -408,7 +408,7 @@ void Session::WatchForDisconnect() {
   // The request was read in full; anything more from the client is ignored (the connection closes
   // after this answer). End of file or an error means the client went away: its work is cancelled.
   stream_.async_read_some(net::buffer(watch_byte_), [self = shared_from_this()](beast::error_code ec, size_t) {
-    if (self->exchange_done_ || self->stream_ended_) return;
+    if (self->exchange_done_) return;
     if (!ec) return self->WatchForDisconnect();
     if (self->body_stream_) return self->EndStream(/*client_gone=*/true);
     if (self->cancel_) self->cancel_->Cancel();  // the answer still goes out (and fails) when it comes

@@ -47,8 +47,10 @@ HttpResponse MethodNotAllowed(std::string_view allowed) {
   return r;
 }
 
-HttpResponse ErrorResponse(const Status& status) {
-  HttpResponse r = Json(HttpStatusFor(status.code()), EncodeErrorJson(status.message()));
+HttpResponse ErrorResponse(const Status& status) { return ErrorResponse(status, EncodeErrorJson(status.message())); }
+
+HttpResponse ErrorResponse(const Status& status, std::string body) {
+  HttpResponse r = Json(HttpStatusFor(status.code()), std::move(body));
   if (int retry = RetryAfterSecondsFor(status.code()); retry > 0) {
     r.headers.emplace_back("Retry-After", std::to_string(retry));
   }
@@ -69,11 +71,7 @@ size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) 
   if (method == "POST" && ((path.size() >= 6 && path.substr(path.size() - 6) == "/infer") || path == "/v1/jobs")) {
     return options_.max_infer_body_bytes;
   }
-  if (method == "POST" && (path == "/v1/completions" || path == "/v1/chat/completions" ||
-                           (path.size() > 9 && path.substr(path.size() - 9) == "/generate") ||
-                           (path.size() > 16 && path.substr(path.size() - 16) == "/generate_stream"))) {
-    return options_.max_text_body_bytes;
-  }
+  if (IsTextGenerationPost(method, path)) return options_.max_text_body_bytes;
   return options_.max_other_body_bytes;
 }
 

@@ -44,6 +44,8 @@ class ServingRouter final : public HttpHandler {
   void HandleJobsRoute(HttpRequest&& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   // /v1/models, /v1/completions, /v1/chat/completions, /v1/ws/generate (completion_routes.cc).
   static bool IsCompletionRoute(const std::vector<std::string_view>& parts);
+  // A request that generates text: it gets the text body limit and a disconnect watch.
+  static bool IsTextGenerationPost(std::string_view method, std::string_view path);
   void HandleCompletionRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
                              std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
   // /v2/models/{m}/generate and generate_stream.
@@ -64,6 +66,8 @@ class ServingRouter final : public HttpHandler {
 
 // Renders a Status as an HTTP error response ({"error": ...}, Retry-After when it applies).
 HttpResponse ErrorResponse(const Status& status);
+// The same with a body in another API's error shape (OpenAI's).
+HttpResponse ErrorResponse(const Status& status, std::string body);
 HttpResponse JsonResponse(int status, std::string body);
 // 200 with the JSON body, or the error response of the Status.
 HttpResponse FromResult(const Result<std::string>& result);

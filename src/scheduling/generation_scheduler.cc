@@ -33,6 +33,7 @@ struct GenerationScheduler::Slot {
   TokenId next = 0;               // sampled, not yet decoded
   int32_t generated = 0;
   int32_t logits_index = -1;      // entry of this slot that asked for logits in the current batch
+  size_t in_batch = 0;            // entries of this slot in the current batch
   SteadyTime started{}, first_token{}, last_token{};
   bool busy() const { return work != nullptr; }
   bool generating() const { return busy() && prefilled == work->prompt.size(); }
@@ -228,8 +229,10 @@ bool GenerationScheduler::Step() {
   int32_t sequences = 0;
   for (auto& slot : slots_) {
     slot->logits_index = -1;
+    slot->in_batch = 0;
     if (!slot->generating() || budget == 0) continue;
     slot->logits_index = static_cast<int32_t>(batch_.size());
+    slot->in_batch = 1;
     batch_.push_back({slot->next, slot->position, slot->sequence, true});
     --budget;
     ++sequences;
@@ -244,6 +247,7 @@ bool GenerationScheduler::Step() {
       if (last) slot->logits_index = static_cast<int32_t>(batch_.size());
       batch_.push_back({prompt[index], static_cast<int32_t>(index), slot->sequence, last});
     }
+    slot->in_batch = take;
     budget -= static_cast<int32_t>(take);
     ++sequences;
   }
@@ -262,16 +266,12 @@ bool GenerationScheduler::Step() {
 
   const SteadyTime done = std::chrono::steady_clock::now();
   for (auto& slot : slots_) {
-    if (!slot->busy()) continue;
+    if (!slot->busy() || slot->in_batch == 0) continue;
     // Advance what this decode consumed.
     if (slot->generating()) {
-      if (slot->logits_index < 0) continue;  // not in this batch
       ++slot->position;
     } else {
-      const size_t before = slot->prefilled;
-      size_t consumed = 0;
-      for (const auto& e : batch_) consumed += e.sequence == slot->sequence ? 1 : 0;
-      slot->prefilled = before + consumed;
+      slot->prefilled += slot->in_batch;
       slot->position = static_cast<int32_t>(slot->prefilled);
       if (!slot->generating()) continue;  // more prompt to read
     }
