@@ -32,6 +32,8 @@ packages=(
   python3-torch=1.13.1+dfsg-4 libopenblas0-pthread
   wrk=4.1.0-3+b2 nginx-light
   curl procps
+  # the power-loss check traces fsyncs against 202s (shared/reliability.md R2, without FUSE)
+  strace=6.1-0.1
   # perf_analyzer (from the tritonclient 2.41.0 wheel) links libb64
   libb64-0d
 )
