@@ -22,6 +22,8 @@ packages=(
   libyaml-cpp-dev=0.7.0+dfsg-8+b1
   prometheus-cpp-dev=1.0.1-1
   libsqlite3-dev
+  # webhook signatures (HMAC-SHA256) and https deliveries; unpinned so that security updates apply
+  libssl-dev ca-certificates
   libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2
   libbenchmark-dev=1.7.1-1
   nlohmann-json3-dev=3.11.2-2

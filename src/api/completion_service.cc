@@ -87,6 +87,16 @@ Status CompletionService::Start(TextApi api, std::string_view body, std::string_
   return StartParsed(std::move(parsed), api, std::move(cancel), std::move(channel), nullptr);
 }
 
+Status CompletionService::CheckJob(TextApi api, std::string_view body, const std::string& model) {
+  FERRY_ASSIGN_OR_RETURN(ParsedGeneration parsed, ParseGenerationBody(api, body, model));
+  if (parsed.stream) return InvalidArgument("a job cannot stream: drop 'stream' (the result is stored whole)");
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(parsed.model, std::nullopt));
+  if (handle->scheduler().generator() == nullptr) {
+    return InvalidArgument(fmt::format("model '{}' is not a language model; give an OIP v2 request ('inputs')", model));
+  }
+  return Status::Ok();
+}
+
 Status CompletionService::StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
                                       std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish) {
   FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(parsed.model, std::nullopt));

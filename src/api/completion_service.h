@@ -39,6 +39,10 @@ class CompletionService {
   Status Start(TextApi api, std::string_view body, std::string_view model_from_path, bool force_stream,
                std::shared_ptr<CancelToken> cancel, std::shared_ptr<GenerationChannel> channel);
 
+  // For an asynchronous job: checks a generation body for `model` (which wins over the body's own) now,
+  // so that a job that could never run is refused at submit. Jobs do not stream.
+  Status CheckJob(TextApi api, std::string_view body, const std::string& model);
+
   // GET /v1/models: the language models ready to serve, in OpenAI's list form.
   std::string ListModelsJson() const;
   // Cancels every generation in progress: at shutdown, once no transport can deliver their text.

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/json_writer.h"
+#include "jobs/webhook_signature.h"
 #include "tensor/infer_codec.h"
 
 namespace ferry {
@@ -17,6 +18,8 @@ using std::chrono::milliseconds;
 
 constexpr int64_t kMaxAttemptsLimit = 10;
 constexpr milliseconds kPollEvery{20};
+constexpr milliseconds kWatchEvery{50};
+constexpr milliseconds kWatchKeepAlive{15'000};
 
 // Unix milliseconds as RFC 3339 UTC ("2026-11-28T17:30:00.123Z").
 std::string Rfc3339(int64_t ms) {
@@ -27,7 +30,8 @@ std::string Rfc3339(int64_t ms) {
                      tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
 }
 
-void WriteJob(JsonWriter& w, const Job& j) {
+// `delivery`: the job's webhook delivery, when it has one and the caller looked it up.
+void WriteJob(JsonWriter& w, const Job& j, const WebhookDelivery* delivery = nullptr, bool close = true) {
   w.BeginObject();
   w.Key("id").String(j.id);
   w.Key("model").String(j.spec.model);
@@ -42,15 +46,72 @@ void WriteJob(JsonWriter& w, const Job& j) {
   if (!j.spec.idempotency_key.empty()) w.Key("idempotency_key").String(j.spec.idempotency_key);
   w.Key("status_url").String("/v1/jobs/" + j.id);
   if (j.state == JobState::kSucceeded) w.Key("result_url").String("/v1/jobs/" + j.id + "/result");
-  w.EndObject();
+  if (!j.spec.webhook_url.empty()) {
+    w.Key("webhook").BeginObject().Key("url").String(j.spec.webhook_url);
+    if (delivery != nullptr) {
+      w.Key("id").String(delivery->id);
+      w.Key("state").String(DeliveryStateName(delivery->state));
+      w.Key("attempts").Int(delivery->attempts);
+      if (delivery->last_status != 0) w.Key("last_status").Int(delivery->last_status);
+      if (!delivery->last_error.empty()) w.Key("last_error").String(delivery->last_error);
+      if (delivery->delivered_ms > 0) w.Key("delivered_at").String(Rfc3339(delivery->delivered_ms));
+      if (delivery->state == DeliveryState::kPending && delivery->attempts > 0) {
+        w.Key("next_attempt_at").String(Rfc3339(delivery->next_attempt_ms));
+      }
+    }
+    w.EndObject();
+  }
+  if (close) w.EndObject();
 }
 
-std::string JobJsonText(const Job& j) {
+std::string JobJsonText(const Job& j, const WebhookDelivery* delivery = nullptr) {
   std::string out;
   JsonWriter w(&out);
-  WriteJob(w, j);
+  WriteJob(w, j, delivery);
   return out;
 }
+
+// The job with its webhook delivery, as GET /v1/jobs/{id} shows it; nullopt without the job.
+Result<std::optional<std::string>> ReadJobJson(JobStore& store, const std::string& id, bool* final_state) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<Job> job, store.Get(id));
+  if (!job) return std::optional<std::string>();
+  std::optional<WebhookDelivery> delivery;
+  if (!job->spec.webhook_url.empty()) {
+    FERRY_ASSIGN_OR_RETURN(delivery, store.GetDelivery(id));
+  }
+  if (final_state != nullptr) *final_state = IsFinal(job->state);
+  return std::optional<std::string>(JobJsonText(*job, delivery ? &*delivery : nullptr));
+}
+
+constexpr const char* kKindChat = "openai_chat";
+constexpr const char* kKindCompletions = "openai_completions";
+
+// An OpenAI body ("messages": chat, "prompt": completions) rather than an OIP one ("inputs").
+std::optional<TextApi> GenerationApi(std::string_view request) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  if (parser.parse(request.data(), request.size()).get_object().get(object)) return std::nullopt;
+  if (object["messages"].error() == simdjson::SUCCESS) return TextApi::kChat;
+  if (object["prompt"].error() == simdjson::SUCCESS) return TextApi::kCompletions;
+  return std::nullopt;
+}
+
+// Takes a language model's whole (non-streamed) answer as a job's outcome.
+class JobGenerationChannel final : public GenerationChannel {
+ public:
+  explicit JobGenerationChannel(std::function<void(JobOutcome)> done) : done_(std::move(done)) {}
+  void Reply(int http_status, std::string json) override {
+    if (http_status == 200) return done_({Status::Ok(), std::move(json), true});
+    // The error body is OpenAI's; a request the model refuses (4xx but 429) will be refused again.
+    const bool retry = http_status >= 500 || http_status == 429;
+    done_({retry ? Unavailable(json) : InvalidArgument(json), "", retry});
+  }
+  void Stream(std::string) override {}
+  void EndStream() override {}
+
+ private:
+  std::function<void(JobOutcome)> done_;
+};
 
 Status BadBody(std::string_view why) { return InvalidArgument(fmt::format("invalid job: {}", why)); }
 
@@ -87,7 +148,7 @@ Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view
       if (field.value.get_string().get(model)) return BadBody("'model' must be a string");
       job.model = std::string(model);
     } else if (key == "request") {
-      if (!field.value.is_object()) return BadBody("'request' must be an OIP v2 inference request object");
+      if (!field.value.is_object()) return BadBody("'request' must be an object: an OIP v2 inference request, or an OpenAI chat or completions body for a language model");
       request_text = simdjson::to_string(field.value);
       has_request = true;
     } else if (key == "priority") {
@@ -100,38 +161,140 @@ Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view
     } else if (key == "webhook_url") {
       std::string_view url;
       if (field.value.get_string().get(url)) return BadBody("'webhook_url' must be a string");
-      // Refused for what it names first (server-side request forgery), then for what is not built yet.
+      // Refused here for what it names (server-side request forgery); host names are checked again,
+      // resolved, at each delivery.
       FERRY_RETURN_IF_ERROR(CheckWebhookUrl(url, webhook_allowed_).status());
-      return Unimplemented("webhook delivery is not available yet; poll GET /v1/jobs/{id} instead");
+      job.webhook_url = std::string(url);
+    } else if (key == "webhook_secret") {
+      std::string_view secret;
+      if (field.value.get_string().get(secret)) return BadBody("'webhook_secret' must be a string");
+      FERRY_RETURN_IF_ERROR(ParseWebhookSecret(secret).status());
+      job.webhook_secret = std::string(secret);
     } else {
-      return BadBody(fmt::format("unknown key '{}'; expected model, request, priority, max_attempts",
-                                 key.substr(0, 64)));
+      return BadBody(fmt::format("unknown key '{}'; expected model, request, priority, max_attempts, webhook_url, "
+                                 "webhook_secret", key.substr(0, 64)));
     }
   }
   if (job.model.empty()) return BadBody("'model' is required");
   if (!has_request) return BadBody("'request' is required");
+  if (job.webhook_url.empty() != job.webhook_secret.empty()) {
+    return BadBody(job.webhook_url.empty()
+                       ? "'webhook_secret' without 'webhook_url'"
+                       : "'webhook_url' needs a 'webhook_secret' ('whsec_' + base64 of 24 to 64 random bytes) to "
+                         "sign deliveries with");
+  }
 
   // Checked now (model first, as online inference does), so that a job that can never run is refused here.
-  FERRY_RETURN_IF_ERROR(inference_->ModelReady(job.model, std::nullopt));
-  Result<InferRequest> decoded = DecodeInferRequest(std::make_shared<const std::string>(request_text), std::nullopt);
-  if (!decoded.ok()) return decoded.status().WithContext("invalid job request");
-  FERRY_RETURN_IF_ERROR(inference_->Validate(job.model, std::nullopt, *decoded));
+  if (std::optional<TextApi> api = GenerationApi(request_text)) {
+    if (completions_ == nullptr) return BadBody("this server has no language models");
+    FERRY_RETURN_IF_ERROR(completions_->CheckJob(*api, request_text, job.model).WithContext("invalid job request"));
+    job.kind = *api == TextApi::kChat ? kKindChat : kKindCompletions;
+  } else {
+    FERRY_RETURN_IF_ERROR(inference_->ModelReady(job.model, std::nullopt));
+    Result<InferRequest> decoded = DecodeInferRequest(std::make_shared<const std::string>(request_text), std::nullopt);
+    if (!decoded.ok()) return decoded.status().WithContext("invalid job request");
+    FERRY_RETURN_IF_ERROR(inference_->Validate(job.model, std::nullopt, *decoded));
+  }
   job.request = std::move(request_text);
 
   FERRY_ASSIGN_OR_RETURN(SubmitOutcome outcome, store_->Submit(job));
   if (outcome.created && on_submitted_) on_submitted_();
-  FERRY_ASSIGN_OR_RETURN(std::optional<Job> stored, store_->Get(outcome.id));
+  FERRY_ASSIGN_OR_RETURN(std::optional<std::string> stored, ReadJobJson(*store_, outcome.id, nullptr));
   if (!stored) return Internal("a committed job is missing");  // retention cannot remove a queued job
-  return SubmittedJob{outcome.id, outcome.created, JobJsonText(*stored)};
+  return SubmittedJob{outcome.id, outcome.created, std::move(*stored)};
 }
 
 Result<std::string> JobsService::JobJson(const std::string& id, milliseconds wait) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
-    FERRY_ASSIGN_OR_RETURN(std::optional<Job> job, store_->Get(id));
+    bool final_state = false;
+    FERRY_ASSIGN_OR_RETURN(std::optional<std::string> job, ReadJobJson(*store_, id, &final_state));
     if (!job) return NotFound(fmt::format("no job '{}'", id.substr(0, 64)));
-    if (IsFinal(job->state) || std::chrono::steady_clock::now() >= deadline) return JobJsonText(*job);
+    if (final_state || std::chrono::steady_clock::now() >= deadline) return std::move(*job);
     std::this_thread::sleep_for(kPollEvery);
+  }
+}
+
+struct JobsService::Watch {
+  std::string id;
+  std::shared_ptr<CancelToken> cancel;
+  std::function<bool(const std::string&)> send;
+  std::function<void()> end;
+  std::string last;
+  std::chrono::steady_clock::time_point last_sent;
+};
+
+JobsService::JobsService(JobStore* store, InferenceService* inference) : store_(store), inference_(inference) {}
+
+JobsService::~JobsService() {
+  {
+    std::lock_guard lock(watch_mu_);
+    watch_stopping_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watch_thread_.joinable()) watch_thread_.join();
+  for (auto& w : watches_) w->end();
+}
+
+Status JobsService::WatchJob(const std::string& id, std::shared_ptr<CancelToken> cancel,
+                             std::function<bool(const std::string&)> send, std::function<void()> end) {
+  bool final_state = false;
+  FERRY_ASSIGN_OR_RETURN(std::optional<std::string> job, ReadJobJson(*store_, id, &final_state));
+  if (!job) return NotFound(fmt::format("no job '{}'", id.substr(0, 64)));
+  {
+    std::lock_guard lock(watch_mu_);
+    if (watch_stopping_) return Unavailable("shutting down");
+    if (watches_.size() >= kMaxWatches) {
+      return Unavailable(fmt::format("{} job watches are open; poll GET /v1/jobs/{{id}}?wait=30s instead", kMaxWatches));
+    }
+  }
+  if (!send(*job) || final_state) {
+    end();
+    return Status::Ok();
+  }
+  auto watch = std::make_unique<Watch>(
+      Watch{id, std::move(cancel), std::move(send), std::move(end), std::move(*job), std::chrono::steady_clock::now()});
+  std::lock_guard lock(watch_mu_);
+  watches_.push_back(std::move(watch));
+  if (!watch_thread_.joinable()) watch_thread_ = std::thread([this] { WatchLoop(); });
+  watch_cv_.notify_all();
+  return Status::Ok();
+}
+
+void JobsService::WatchLoop() {
+  std::unique_lock lock(watch_mu_);
+  while (!watch_stopping_) {
+    std::vector<std::unique_ptr<Watch>> open = std::move(watches_);
+    watches_.clear();
+    lock.unlock();
+    std::vector<std::unique_ptr<Watch>> kept;
+    for (auto& w : open) {
+      bool final_state = false;
+      bool keep = !w->cancel->cancelled();
+      Result<std::optional<std::string>> job = keep ? ReadJobJson(*store_, w->id, &final_state)
+                                                    : Result<std::optional<std::string>>(std::nullopt);
+      const auto now = std::chrono::steady_clock::now();
+      if (!job.ok()) {
+        // A store that cannot be read now may be readable next tick; the watch stays.
+      } else if (!job->has_value()) {
+        keep = false;  // cancelled, or removed (retention) while watched
+      } else if (**job != w->last) {
+        keep = w->send(**job) && !final_state;
+        w->last = std::move(**job);
+        w->last_sent = now;
+      } else if (now - w->last_sent >= kWatchKeepAlive) {
+        keep = w->send(std::string());
+        w->last_sent = now;
+      }
+      if (keep) {
+        kept.push_back(std::move(w));
+      } else {
+        w->end();
+      }
+    }
+    lock.lock();
+    for (auto& w : kept) watches_.push_back(std::move(w));
+    watch_cv_.wait_for(lock, kWatchEvery, [&] { return watch_stopping_; });
   }
 }
 
@@ -161,11 +324,20 @@ Result<std::string> JobsService::ListJson(std::string_view status, std::string_v
 
 Result<std::string> JobsService::Cancel(const std::string& id) {
   FERRY_RETURN_IF_ERROR(store_->Cancel(id).status());
+  if (on_cancelled_) on_cancelled_();
   return JobJson(id, milliseconds(0));
 }
 
 JobExecutor JobsService::Executor() {
   return [this](const Job& job, std::shared_ptr<CancelToken> cancel, std::function<void(JobOutcome)> done) {
+    if (job.spec.kind == kKindChat || job.spec.kind == kKindCompletions) {
+      if (completions_ == nullptr) return done({Unavailable("this server has no language models"), "", true});
+      const TextApi api = job.spec.kind == kKindChat ? TextApi::kChat : TextApi::kCompletions;
+      auto channel = std::make_shared<JobGenerationChannel>(done);
+      Status started = completions_->Start(api, job.spec.request, job.spec.model, false, std::move(cancel), channel);
+      if (!started.ok()) done({started, "", started.code() != StatusCode::kInvalidArgument});
+      return;
+    }
     Result<InferRequest> decoded = DecodeInferRequest(std::make_shared<const std::string>(job.spec.request), std::nullopt);
     if (!decoded.ok()) return done({decoded.status(), "", false});
     inference_->Infer(
@@ -183,6 +355,24 @@ JobExecutor JobsService::Executor() {
         },
         Priority::kJob);
   };
+}
+
+Result<std::string> JobsService::WebhookPayload(const WebhookDelivery& delivery) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<Job> job, store_->Get(delivery.job_id));
+  if (!job) return NotFound(fmt::format("job '{}' is gone (past its retention)", delivery.job_id));
+  std::string result;
+  if (job->state == JobState::kSucceeded) {
+    FERRY_ASSIGN_OR_RETURN(result, store_->GetResult(job->id));
+  }
+  // Everything here is fixed once the job is final (the event's time is the job's end, and `data` leaves
+  // out the delivery's own state), so a body made again after a crash is the same bytes.
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("type").String(delivery.event).Key("timestamp").String(Rfc3339(job->finished_ms)).Key("data");
+  WriteJob(w, *job, nullptr, /*close=*/false);
+  if (!result.empty()) w.Key("result").Raw(result);
+  w.EndObject().EndObject();
+  return out;
 }
 
 }  // namespace ferry

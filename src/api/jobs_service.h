@@ -4,10 +4,17 @@
 // run a job through the same scheduler as online requests, at job priority. Calls block on the store
 // (a commit can wait for an fsync): callers run them off the I/O threads. Thread-safe.
 #include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
+#include "api/completion_service.h"
 #include "api/inference_service.h"
+#include "common/cancel_token.h"
 #include "jobs/job_runner.h"
 #include "jobs/job_store.h"
 #include "jobs/webhook_target.h"
@@ -22,19 +29,34 @@ struct SubmittedJob {
 
 class JobsService {
  public:
-  JobsService(JobStore* store, InferenceService* inference) : store_(store), inference_(inference) {}
+  JobsService(JobStore* store, InferenceService* inference);
+  ~JobsService();  // ends the watches still open
   // Called after each new job is committed (the server wakes its runner).
   void set_on_submitted(std::function<void()> f) { on_submitted_ = std::move(f); }
+  // Called after a cancel made a job final (the server wakes its webhook deliverer).
+  void set_on_cancelled(std::function<void()> f) { on_cancelled_ = std::move(f); }
+  // Language models: jobs may then carry OpenAI completions or chat bodies.
+  void set_completions(CompletionService* completions) { completions_ = completions; }
   // Address ranges a webhook URL may name although they are loopback, private or link-local.
   void set_webhook_allow_list(std::vector<IpNetwork> allowed) { webhook_allowed_ = std::move(allowed); }
 
   // POST /v1/jobs body: {"model": "cnn", "request": {<OIP v2 JSON inference request>},
-  //                      "priority": 0, "max_attempts": 3}
+  //                      "priority": 0, "max_attempts": 3,
+  //                      "webhook_url": "https://...", "webhook_secret": "whsec_..."}
+  // For a language model, "request" is an OpenAI chat ("messages") or completions ("prompt") body,
+  // not streamed; the job's result is then OpenAI's response.
   // The request is decoded and checked against the model now, so a job that could never run is a 4xx
   // here rather than a failed job later. Unknown keys are errors.
   Result<SubmittedJob> Submit(std::string_view body, std::string_view idempotency_key);
   // GET /v1/jobs/{id}; with `wait` > 0, answers once the job is final or the wait is over.
   Result<std::string> JobJson(const std::string& id, std::chrono::milliseconds wait);
+  // GET /v1/jobs/{id}/events: calls `send` with the job (as JobJson shows it) now, then from the watch
+  // thread after each change (an empty string every 15 s without one: a keep-alive), and `end` once it
+  // is final, `send` returned false or `cancel` tripped. kNotFound (and no call) without the job;
+  // kUnavailable when kMaxWatches are open. `send` must not block.
+  Status WatchJob(const std::string& id, std::shared_ptr<CancelToken> cancel,
+                  std::function<bool(const std::string&)> send, std::function<void()> end);
+  static constexpr size_t kMaxWatches = 512;
   // GET /v1/jobs/{id}/result: the OIP v2 JSON inference response of a succeeded job.
   Result<std::string> ResultJson(const std::string& id);
   // GET /v1/jobs?status=&model=&page_size=&page_token=
@@ -45,11 +67,25 @@ class JobsService {
 
   // For the JobRunner: decodes the stored request and runs it at Priority::kJob.
   JobExecutor Executor();
+  // For the WebhookDeliverer, the body of a delivery: {"type": "job.succeeded", "timestamp": ...,
+  // "data": {<the job as JobJson shows it>, "result": {<the inference response, when succeeded>}}}.
+  Result<std::string> WebhookPayload(const WebhookDelivery& delivery);
 
  private:
   JobStore* store_;
   InferenceService* inference_;
+  CompletionService* completions_ = nullptr;
   std::function<void()> on_submitted_;
+  std::function<void()> on_cancelled_;
+
+  // Every open watch is polled by one thread, so a watch holds no thread of its own.
+  struct Watch;
+  void WatchLoop();
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::vector<std::unique_ptr<Watch>> watches_;
+  bool watch_stopping_ = false;
+  std::thread watch_thread_;
   std::vector<IpNetwork> webhook_allowed_;
 };
 

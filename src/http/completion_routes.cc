@@ -132,7 +132,7 @@ bool ServingRouter::IsTextGenerationPost(std::string_view method, std::string_vi
 }
 
 bool ServingRouter::WatchForDisconnect(const HttpRequest& request) const {
-  return IsTextGenerationPost(request.method, request.Path());
+  return IsTextGenerationPost(request.method, request.Path()) || IsJobEventsGet(request.method, request.Path());
 }
 
 std::shared_ptr<WebSocketEndpoint> ServingRouter::OpenWebSocket(const HttpRequest& request,

@@ -49,14 +49,50 @@ HttpResponse Accepted(const SubmittedJob& job) {
 
 }  // namespace
 
-void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
+bool ServingRouter::IsJobEventsGet(std::string_view method, std::string_view path) {
+  return method == "GET" && path.starts_with("/v1/jobs/") && path.ends_with("/events");
+}
+
+void ServingRouter::StreamJobEvents(const std::string& id, std::shared_ptr<CancelToken> cancel,
                                     HttpResponder& respond) {
-  // /v1/jobs, /v1/jobs/{id}, /v1/jobs/{id}/result, /v1/jobs/{id}/cancel
+  HttpResponder shared = respond;
+  const bool posted = jobs_pool_.Post([this, id, cancel = std::move(cancel), shared] {
+    auto stream = std::make_shared<BodyStream>();
+    bool head_sent = false;
+    // The first event is sent on this thread (the head goes with it, once the job is known to exist);
+    // later ones from the watch thread.
+    Status s = jobs_->WatchJob(
+        id, cancel,
+        [stream, shared, head_sent](const std::string& job) mutable {
+          if (!head_sent) {
+            head_sent = true;
+            HttpResponse r;
+            r.content_type = "text/event-stream";
+            r.headers.emplace_back("Cache-Control", "no-cache");
+            r.stream = stream;
+            shared(std::move(r));
+          }
+          return stream->Write(job.empty() ? std::string(": keep-alive\n\n")
+                                           : fmt::format("event: status\ndata: {}\n\n", job));
+        },
+        [stream] { stream->End(); });
+    if (!s.ok()) shared(ErrorResponse(s));
+  });
+  if (!posted) respond(ErrorResponse(Unavailable("too many job requests in progress")));
+}
+
+void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
+                                    std::vector<std::string_view>& parts, HttpResponder& respond) {
+  // /v1/jobs, /v1/jobs/{id}, /v1/jobs/{id}/result, /v1/jobs/{id}/cancel, /v1/jobs/{id}/events
   const std::string& method = request.method;
   const std::string id = parts.size() >= 3 ? std::string(parts[2]) : std::string();
   const std::string_view action = parts.size() == 4 ? parts[3] : std::string_view();
-  if (parts.size() > 4 || (parts.size() == 4 && action != "result" && action != "cancel")) {
+  if (parts.size() > 4 || (parts.size() == 4 && action != "result" && action != "cancel" && action != "events")) {
     return respond(JsonResponse(404, EncodeErrorJson("not found")));
+  }
+  if (action == "events") {
+    if (method != "GET") return respond(MethodNotAllowed("GET"));
+    return StreamJobEvents(id, std::move(cancel), respond);
   }
   std::function<HttpResponse()> work;
   if (parts.size() == 2) {

@@ -96,7 +96,7 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
     return counted(std::move(r));
   }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
-    return HandleJobsRoute(std::move(request), parts, counted);
+    return HandleJobsRoute(std::move(request), std::move(cancel), parts, counted);
   }
   if (IsCompletionRoute(parts)) return HandleCompletionRoute(std::move(request), parts, cancel, counted);
   if (parts.empty() || parts[0] != "v2") {

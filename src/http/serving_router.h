@@ -41,7 +41,11 @@ class ServingRouter final : public HttpHandler {
   void Infer(HttpRequest&& request, std::string_view model, std::optional<int64_t> version,
              std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
   // /v1/jobs... (jobs_routes.cc).
-  void HandleJobsRoute(HttpRequest&& request, std::vector<std::string_view>& parts, HttpResponder& respond);
+  void HandleJobsRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, std::vector<std::string_view>& parts,
+                       HttpResponder& respond);
+  // GET /v1/jobs/{id}/events: the job's status changes as Server-Sent Events, until it is final.
+  void StreamJobEvents(const std::string& id, std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
+  static bool IsJobEventsGet(std::string_view method, std::string_view path);
   // /v1/models, /v1/completions, /v1/chat/completions, /v1/ws/generate (completion_routes.cc).
   static bool IsCompletionRoute(const std::vector<std::string_view>& parts);
   // A request that generates text: it gets the text body limit and a disconnect watch.

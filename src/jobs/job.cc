@@ -28,4 +28,15 @@ std::optional<JobState> JobStateFromName(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view DeliveryStateName(DeliveryState state) {
+  switch (state) {
+    case DeliveryState::kWaiting: return "waiting";
+    case DeliveryState::kPending: return "pending";
+    case DeliveryState::kDelivered: return "delivered";
+    case DeliveryState::kFailed: return "failed";
+    case DeliveryState::kDisabled: return "disabled";
+  }
+  return "unknown";
+}
+
 }  // namespace ferry

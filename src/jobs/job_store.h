@@ -49,6 +49,19 @@ class JobStore {
 
   // Returns running jobs whose lease expired to the queue (or to failed with no attempts left).
   virtual Result<int64_t> ReapExpiredLeases() = 0;
+  // Webhook outbox. Submit makes a job's delivery (waiting) in the same commit as the job, and the commit
+  // that makes a job final makes its delivery pending, so a final job with a webhook always has one to
+  // send, across crashes. LeaseDeliveries hands out pending deliveries that are due and not leased
+  // (leased until now + `lease`, so a deliverer that dies leaves them to be sent again); deliveries to a
+  // disabled endpoint are marked disabled instead. RecordDeliveryAttempt ends the lease: kGone also
+  // disables the endpoint and every pending delivery to it.
+  virtual Result<std::vector<WebhookDelivery>> LeaseDeliveries(int64_t max_deliveries, std::chrono::milliseconds lease) = 0;
+  virtual Status RecordDeliveryAttempt(const std::string& delivery_id, const DeliveryAttempt& attempt) = 0;
+  // The delivery of a job (without secret and payload), or nullopt when it has no webhook.
+  virtual Result<std::optional<WebhookDelivery>> GetDelivery(const std::string& job_id) = 0;
+  // The earliest next_attempt_ms of a pending delivery not leased now, or nullopt when there is none.
+  virtual Result<std::optional<int64_t>> NextDeliveryDue() = 0;
+
   // Removes final jobs finished more than `retention` ago.
   virtual Result<int64_t> DeleteFinishedBefore(std::chrono::milliseconds retention) = 0;
 };

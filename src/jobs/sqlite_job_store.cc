@@ -35,7 +35,68 @@ CREATE TABLE IF NOT EXISTS jobs(
 CREATE INDEX IF NOT EXISTS jobs_by_queue ON jobs(state, priority DESC, created_ms);
 CREATE INDEX IF NOT EXISTS jobs_by_lease ON jobs(state, lease_expires_ms);
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_ms DESC, id DESC);
+CREATE TABLE IF NOT EXISTS webhook_deliveries(
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL UNIQUE,
+  url TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  event TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  lease_expires_ms INTEGER NOT NULL DEFAULT 0,
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  delivered_ms INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  payload BLOB);
+CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries(state, next_attempt_ms);
+CREATE TABLE IF NOT EXISTS webhook_endpoints(
+  url TEXT PRIMARY KEY,
+  disabled_ms INTEGER NOT NULL,
+  reason TEXT NOT NULL);
 )sql";
+
+constexpr const char* kDeliveryColumns =
+    "id, job_id, event, url, secret, state, attempts, next_attempt_ms, last_status, last_error, delivered_ms, "
+    "COALESCE(payload, '')";
+
+WebhookDelivery ReadDelivery(const SqliteStatement& row) {
+  WebhookDelivery d;
+  d.id = row.Text(0);
+  d.job_id = row.Text(1);
+  d.event = row.Text(2);
+  d.url = row.Text(3);
+  d.secret = row.Text(4);
+  d.state = static_cast<DeliveryState>(row.Int(5));
+  d.attempts = row.Int(6);
+  d.next_attempt_ms = row.Int(7);
+  d.last_status = row.Int(8);
+  d.last_error = row.Text(9);
+  d.delivered_ms = row.Int(10);
+  d.payload = row.Text(11);
+  return d;
+}
+
+constexpr const char* kDisabledEndpointError = "the endpoint is disabled: it answered 410 Gone";
+
+// Makes the waiting deliveries of final jobs pending (or disabled, for an endpoint that answered 410),
+// in the transaction that made the job final. ?1 is now; ?2, when bound, limits it to one job.
+Status ArmDeliveries(SqliteDb& db, int64_t now, const std::string* job_id) {
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(fmt::format(R"sql(
+UPDATE webhook_deliveries SET
+  state = CASE WHEN url IN (SELECT url FROM webhook_endpoints) THEN 4 ELSE 1 END,
+  last_error = CASE WHEN url IN (SELECT url FROM webhook_endpoints) THEN '{}' ELSE '' END,
+  event = (SELECT CASE j.state WHEN 2 THEN 'job.succeeded' WHEN 3 THEN 'job.failed' ELSE 'job.cancelled' END
+           FROM jobs j WHERE j.id = webhook_deliveries.job_id),
+  next_attempt_ms = ?1, updated_ms = ?1
+WHERE state = 0 AND job_id IN (SELECT id FROM jobs WHERE state IN (2, 3, 4){})
+)sql", kDisabledEndpointError, job_id ? " AND id = ?2" : "")));
+  st.Bind(1, now);
+  if (job_id) st.BindText(2, *job_id);
+  return st.Run();
+}
 
 // Every column but request and result, in this order, for ReadJob; a query may add `request` last.
 constexpr const char* kJobColumns =
@@ -232,7 +293,13 @@ Result<SubmitOutcome> SqliteJobStore::Submit(const NewJob& job) {
     insert.BindText(1, out.id).BindText(2, job.model).BindText(3, job.kind).BindBlob(4, job.request);
     insert.BindNullableText(5, job.idempotency_key).BindNullableText(6, job.webhook_url);
     insert.Bind(7, job.priority).Bind(8, job.max_attempts).Bind(9, now).Bind(10, now);
-    return insert.Run();
+    FERRY_RETURN_IF_ERROR(insert.Run());
+    if (job.webhook_url.empty()) return Status::Ok();
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement delivery, db.Prepare(
+        "INSERT INTO webhook_deliveries(id, job_id, url, secret, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?)"));
+    delivery.BindText(1, "msg_" + out.id).BindText(2, out.id).BindText(3, job.webhook_url);
+    delivery.BindText(4, job.webhook_secret).Bind(5, now).Bind(6, now);
+    return delivery.Run();
   });
   if (!s.ok()) return s;
   return out;
@@ -363,7 +430,7 @@ Status SqliteJobStore::Complete(const std::string& id, const std::string& owner,
     st.BindBlob(1, result).Bind(2, now).Bind(3, now).BindText(4, id).BindText(5, owner);
     FERRY_RETURN_IF_ERROR(st.Run());
     if (db.Changes() == 0) return FailedPrecondition(fmt::format("'{}' no longer holds job '{}'", owner, id));
-    return Status::Ok();
+    return ArmDeliveries(db, now, &id);
   });
 }
 
@@ -371,10 +438,11 @@ Status SqliteJobStore::Fail(const std::string& id, const std::string& owner, con
   return Write([&](SqliteDb& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         std::string(kEndAttempt) + " WHERE id = ?3 AND state = 1 AND lease_owner = ?4"));
-    st.Bind(1, Now()).BindText(2, error).BindText(3, id).BindText(4, owner).Bind(5, retry ? 1 : 0);
+    const int64_t now = Now();
+    st.Bind(1, now).BindText(2, error).BindText(3, id).BindText(4, owner).Bind(5, retry ? 1 : 0);
     FERRY_RETURN_IF_ERROR(st.Run());
     if (db.Changes() == 0) return FailedPrecondition(fmt::format("'{}' no longer holds job '{}'", owner, id));
-    return Status::Ok();
+    return ArmDeliveries(db, now, &id);
   });
 }
 
@@ -384,8 +452,10 @@ Result<JobState> SqliteJobStore::Cancel(const std::string& id) {
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         "UPDATE jobs SET state = 4, error = 'cancelled', finished_ms = ?1, updated_ms = ?1, lease_owner = NULL, "
         "lease_expires_ms = 0 WHERE id = ?2 AND state IN (0, 1)"));
-    st.Bind(1, Now()).BindText(2, id);
+    const int64_t now = Now();
+    st.Bind(1, now).BindText(2, id);
     FERRY_RETURN_IF_ERROR(st.Run());
+    FERRY_RETURN_IF_ERROR(ArmDeliveries(db, now, &id));
     FERRY_ASSIGN_OR_RETURN(std::optional<Job> job, SelectJob(db, id));
     if (!job) return NotFound(fmt::format("no job '{}'", id));
     state = job->state;
@@ -400,10 +470,11 @@ Result<int64_t> SqliteJobStore::ReapExpiredLeases() {
   Status s = Write([&](SqliteDb& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         std::string(kEndAttempt) + " WHERE state = 1 AND lease_expires_ms < ?1"));
-    st.Bind(1, Now()).BindText(2, "the worker's lease expired (it stopped or crashed mid-attempt)").Bind(5, 1);
+    const int64_t now = Now();
+    st.Bind(1, now).BindText(2, "the worker's lease expired (it stopped or crashed mid-attempt)").Bind(5, 1);
     FERRY_RETURN_IF_ERROR(st.Run());
     reaped = db.Changes();
-    return Status::Ok();
+    return reaped > 0 ? ArmDeliveries(db, now, nullptr) : Status::Ok();
   });
   if (!s.ok()) return s;
   return reaped;
@@ -412,15 +483,106 @@ Result<int64_t> SqliteJobStore::ReapExpiredLeases() {
 Result<int64_t> SqliteJobStore::DeleteFinishedBefore(milliseconds retention) {
   int64_t deleted = 0;
   Status s = Write([&](SqliteDb& db) -> Status {
+    const int64_t before = Now() - retention.count();
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement deliveries, db.Prepare(
+        "DELETE FROM webhook_deliveries WHERE job_id IN "
+        "(SELECT id FROM jobs WHERE state IN (2, 3, 4) AND finished_ms < ?)"));
+    deliveries.Bind(1, before);
+    FERRY_RETURN_IF_ERROR(deliveries.Run());
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         "DELETE FROM jobs WHERE state IN (2, 3, 4) AND finished_ms < ?"));
-    st.Bind(1, Now() - retention.count());
+    st.Bind(1, before);
     FERRY_RETURN_IF_ERROR(st.Run());
     deleted = db.Changes();
     return Status::Ok();
   });
   if (!s.ok()) return s;
   return deleted;
+}
+
+Result<std::vector<WebhookDelivery>> SqliteJobStore::LeaseDeliveries(int64_t max_deliveries, milliseconds lease) {
+  std::vector<WebhookDelivery> leased;
+  Status s = Write([&](SqliteDb& db) -> Status {
+    leased.clear();
+    const int64_t now = Now();
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement disable, db.Prepare(fmt::format(
+        "UPDATE webhook_deliveries SET state = 4, last_error = '{}', updated_ms = ? "
+        "WHERE state = 1 AND url IN (SELECT url FROM webhook_endpoints)", kDisabledEndpointError)));
+    disable.Bind(1, now);
+    FERRY_RETURN_IF_ERROR(disable.Run());
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement pick, db.Prepare(fmt::format(
+        "SELECT {} FROM webhook_deliveries WHERE state = 1 AND next_attempt_ms <= ?1 AND lease_expires_ms <= ?1 "
+        "ORDER BY next_attempt_ms LIMIT ?2", kDeliveryColumns)));
+    pick.Bind(1, now).Bind(2, max_deliveries);
+    for (;;) {
+      FERRY_ASSIGN_OR_RETURN(bool row, pick.Step());
+      if (!row) break;
+      leased.push_back(ReadDelivery(pick));
+    }
+    for (const WebhookDelivery& d : leased) {
+      FERRY_ASSIGN_OR_RETURN(SqliteStatement take, db.Prepare(
+          "UPDATE webhook_deliveries SET lease_expires_ms = ?, updated_ms = ? WHERE id = ?"));
+      take.Bind(1, now + lease.count()).Bind(2, now).BindText(3, d.id);
+      FERRY_RETURN_IF_ERROR(take.Run());
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return leased;
+}
+
+Status SqliteJobStore::RecordDeliveryAttempt(const std::string& delivery_id, const DeliveryAttempt& attempt) {
+  using Outcome = DeliveryAttempt::Outcome;
+  return Write([&](SqliteDb& db) -> Status {
+    const int64_t now = Now();
+    const DeliveryState state = attempt.outcome == Outcome::kDelivered ? DeliveryState::kDelivered
+                                : attempt.outcome == Outcome::kRetry   ? DeliveryState::kPending
+                                : attempt.outcome == Outcome::kFailed  ? DeliveryState::kFailed
+                                                                       : DeliveryState::kDisabled;
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(R"sql(
+UPDATE webhook_deliveries SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2, lease_expires_ms = 0,
+  last_status = ?3, last_error = ?4, delivered_ms = ?5, payload = COALESCE(payload, ?6), updated_ms = ?7
+WHERE id = ?8 AND state = 1)sql"));
+    st.Bind(1, static_cast<int64_t>(state)).Bind(2, attempt.next_attempt_ms).Bind(3, attempt.http_status);
+    st.BindText(4, attempt.error).Bind(5, state == DeliveryState::kDelivered ? now : 0).BindBlob(6, attempt.payload);
+    st.Bind(7, now).BindText(8, delivery_id);
+    FERRY_RETURN_IF_ERROR(st.Run());
+    if (db.Changes() == 0) return FailedPrecondition(fmt::format("delivery '{}' is no longer pending", delivery_id));
+    if (attempt.outcome != Outcome::kGone) return Status::Ok();
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement endpoint, db.Prepare(
+        "INSERT OR REPLACE INTO webhook_endpoints(url, disabled_ms, reason) "
+        "SELECT url, ?1, ?2 FROM webhook_deliveries WHERE id = ?3"));
+    endpoint.Bind(1, now).BindText(2, fmt::format("answered 410 Gone to {}", delivery_id)).BindText(3, delivery_id);
+    FERRY_RETURN_IF_ERROR(endpoint.Run());
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement others, db.Prepare(fmt::format(
+        "UPDATE webhook_deliveries SET state = 4, last_error = '{}', updated_ms = ?1 "
+        "WHERE state = 1 AND url = (SELECT url FROM webhook_deliveries WHERE id = ?2)", kDisabledEndpointError)));
+    others.Bind(1, now).BindText(2, delivery_id);
+    return others.Run();
+  });
+}
+
+Result<std::optional<WebhookDelivery>> SqliteJobStore::GetDelivery(const std::string& job_id) {
+  std::lock_guard lock(reader_mu_);
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, reader_db_->Prepare(fmt::format(
+      "SELECT {} FROM webhook_deliveries WHERE job_id = ?", kDeliveryColumns)));
+  st.BindText(1, job_id);
+  FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<WebhookDelivery>();
+  WebhookDelivery d = ReadDelivery(st);
+  d.secret.clear();
+  d.payload.clear();
+  return std::optional<WebhookDelivery>(std::move(d));
+}
+
+Result<std::optional<int64_t>> SqliteJobStore::NextDeliveryDue() {
+  std::lock_guard lock(reader_mu_);
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, reader_db_->Prepare(
+      "SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE state = 1 AND lease_expires_ms <= ?"));
+  st.Bind(1, Now());
+  FERRY_RETURN_IF_ERROR(st.Step().status());
+  if (st.IsNull(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(st.Int(0));
 }
 
 }  // namespace ferry

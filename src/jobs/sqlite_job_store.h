@@ -53,6 +53,10 @@ class SqliteJobStore final : public JobStore {
   Status Fail(const std::string& id, const std::string& owner, const std::string& error, bool retry) override;
   Result<JobState> Cancel(const std::string& id) override;
   Result<int64_t> ReapExpiredLeases() override;
+  Result<std::vector<WebhookDelivery>> LeaseDeliveries(int64_t max_deliveries, std::chrono::milliseconds lease) override;
+  Status RecordDeliveryAttempt(const std::string& delivery_id, const DeliveryAttempt& attempt) override;
+  Result<std::optional<WebhookDelivery>> GetDelivery(const std::string& job_id) override;
+  Result<std::optional<int64_t>> NextDeliveryDue() override;
   Result<int64_t> DeleteFinishedBefore(std::chrono::milliseconds retention) override;
 
   // Commits so far (for tests and metrics: fewer commits than writes means grouping happened).

@@ -147,6 +147,14 @@ std::optional<std::string> ForbiddenAddressReason(const IpAddress& address) {
   return std::nullopt;
 }
 
+std::optional<std::string> ForbiddenUnlessAllowed(const IpAddress& address, const std::vector<IpNetwork>& allowed) {
+  std::optional<std::string> reason = ForbiddenAddressReason(address);
+  if (reason && std::any_of(allowed.begin(), allowed.end(), [&](const IpNetwork& n) { return n.Contains(address); })) {
+    return std::nullopt;
+  }
+  return reason;
+}
+
 Result<WebhookTarget> CheckWebhookUrl(std::string_view url, const std::vector<IpNetwork>& allowed) {
   const auto bad = [&](std::string_view why) {
     return InvalidArgument(fmt::format("webhook_url is not allowed: {}", why));
@@ -201,17 +209,13 @@ Result<WebhookTarget> CheckWebhookUrl(std::string_view url, const std::vector<Ip
   }
   std::optional<std::string> reason;
   if (t.address) {
-    reason = ForbiddenAddressReason(*t.address);
+    reason = ForbiddenUnlessAllowed(*t.address, allowed);
   } else if (IsLocalhostName(t.host)) {
     reason = "loopback";
   }
   if (reason) {
-    const bool listed = t.address && std::any_of(allowed.begin(), allowed.end(),
-                                                 [&](const IpNetwork& n) { return n.Contains(*t.address); });
-    if (!listed) {
-      return bad(fmt::format("{} is a {} address (allow-list it in the server's configuration to use it)",
-                             t.address ? t.address->ToString() : t.host, *reason));
-    }
+    return bad(fmt::format("{} is a {} address (allow-list it in the server's configuration to use it)",
+                           t.address ? t.address->ToString() : t.host, *reason));
   }
   return t;
 }

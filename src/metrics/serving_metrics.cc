@@ -63,6 +63,11 @@ ServingMetrics::ServingMetrics()
                    .Help("Run time of each job attempt").Register(*registry_)),
       job_attempts_(prometheus::BuildCounter().Name("ferry_job_attempts_total")
                         .Help("Job attempts by how they ended").Register(*registry_)),
+      webhook_deliveries_(prometheus::BuildCounter().Name("ferry_webhook_deliveries_total")
+                              .Help("Webhook delivery attempts by outcome (delivered, retry, failed, disabled)")
+                              .Register(*registry_)),
+      webhook_attempt_(prometheus::BuildHistogram().Name("ferry_webhook_attempt_duration_seconds")
+                           .Help("Time from a webhook attempt's start to its answer").Register(*registry_)),
       llm_ttft_(prometheus::BuildHistogram().Name("ferry_llm_time_to_first_token_seconds")
                     .Help("Time from a generation's submit to its first token").Register(*registry_)),
       llm_itl_(prometheus::BuildHistogram().Name("ferry_llm_inter_token_latency_seconds")
@@ -131,6 +136,12 @@ void ServingMetrics::SetJobCount(const std::string& state, double count) {
 void ServingMetrics::ObserveJobStart(const std::string& model, double submit_to_start_seconds) {
   std::lock_guard lock(mu_);
   job_start_delay_.Add({{"model", model}}, SecondBuckets()).Observe(submit_to_start_seconds);
+}
+
+void ServingMetrics::ObserveWebhookAttempt(const std::string& outcome, double seconds) {
+  std::lock_guard lock(mu_);
+  webhook_deliveries_.Add({{"outcome", outcome}}).Increment();
+  webhook_attempt_.Add({}, SecondBuckets()).Observe(seconds);
 }
 
 void ServingMetrics::ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome) {

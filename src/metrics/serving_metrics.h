@@ -55,6 +55,8 @@ class ServingMetrics {
   void SetJobCount(const std::string& state, double count);
   void ObserveJobStart(const std::string& model, double submit_to_start_seconds);
   void ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome);
+  // One webhook delivery attempt: "delivered", "retry", "failed" or "disabled".
+  void ObserveWebhookAttempt(const std::string& outcome, double seconds);
   LanguageModelMetrics& ForLanguageModel(const std::string& model);
   void CountFinishedGeneration(const std::string& model, const std::string& finish_reason);
   // The Prometheus text exposition format.
@@ -78,6 +80,8 @@ class ServingMetrics {
   prometheus::Family<prometheus::Histogram>& job_start_delay_;
   prometheus::Family<prometheus::Histogram>& job_run_;
   prometheus::Family<prometheus::Counter>& job_attempts_;
+  prometheus::Family<prometheus::Counter>& webhook_deliveries_;
+  prometheus::Family<prometheus::Histogram>& webhook_attempt_;
   prometheus::Family<prometheus::Histogram>& llm_ttft_;
   prometheus::Family<prometheus::Histogram>& llm_itl_;
   prometheus::Family<prometheus::Histogram>& llm_e2e_;

@@ -32,6 +32,10 @@ struct ServeFlags {
   size_t job_concurrency = 2;
   bool no_jobs = false;
   std::vector<std::string> webhook_allow;
+  std::vector<std::string> webhook_resolve;
+  int64_t webhook_timeout_ms = 10'000;
+  int64_t webhook_backoff_ms = 5'000;
+  int64_t webhook_max_attempts = 8;
   bool verbose = false;
 };
 
@@ -60,6 +64,10 @@ int Serve(const ServeFlags& f) {
   options.max_active_jobs = f.max_active_jobs;
   options.job_concurrency = f.job_concurrency;
   options.webhook_allow = f.webhook_allow;
+  options.webhook_resolve = f.webhook_resolve;
+  options.webhook_timeout = std::chrono::milliseconds(f.webhook_timeout_ms);
+  options.webhook_backoff = std::chrono::milliseconds(f.webhook_backoff_ms);
+  options.webhook_max_attempts = f.webhook_max_attempts;
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
   sigset_t signals;
@@ -176,6 +184,21 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--webhook-allow", f.webhook_allow,
                     "An address range (CIDR) webhook URLs may name although it is loopback, private or "
                     "link-local; repeatable");
+  serve->add_option("--webhook-resolve", f.webhook_resolve,
+                    "host=address: resolve this webhook host so, ahead of DNS (like curl --resolve); the address "
+                    "is checked like any other; repeatable");
+  serve->add_option("--webhook-timeout-ms", f.webhook_timeout_ms,
+                    "Per delivery attempt: connect, send and the answer's head")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--webhook-backoff-ms", f.webhook_backoff_ms,
+                    "Wait before the first retry of a delivery; each later wait is 3x the last, with jitter")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--webhook-max-attempts", f.webhook_max_attempts,
+                    "Attempts per delivery before it is marked failed (the result stays in the pull API)")
+      ->check(CLI::Range(int64_t{1}, int64_t{30}))
+      ->capture_default_str();
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <thread>
 
 #include "backend/identity_backend.h"
@@ -82,7 +84,32 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
       if (!network.ok()) return network.status().WithContext("--webhook-allow");
       allowed.push_back(*network);
     }
-    s->jobs_->set_webhook_allow_list(std::move(allowed));
+    s->jobs_->set_webhook_allow_list(allowed);
+    WebhookDelivererOptions webhook_options;
+    webhook_options.allowed = std::move(allowed);
+    webhook_options.timeout = s->options_.webhook_timeout;
+    webhook_options.first_backoff = s->options_.webhook_backoff;
+    webhook_options.max_attempts = s->options_.webhook_max_attempts;
+    for (const std::string& entry : s->options_.webhook_resolve) {
+      const size_t eq = entry.find('=');
+      std::optional<IpAddress> address = eq == std::string::npos ? std::nullopt : ParseIpAddress(entry.substr(eq + 1));
+      if (eq == 0 || !address) {
+        return InvalidArgument(fmt::format("--webhook-resolve '{}': expected host=address", entry));
+      }
+      std::string host = entry.substr(0, eq);
+      std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+      webhook_options.resolve[host] = *address;
+    }
+    s->webhook_client_ = std::make_unique<WebhookClient>();
+    WebhookDelivererObserver webhook_observer;
+    webhook_observer.attempted = [metrics](const std::string& outcome, std::chrono::duration<double> took) {
+      metrics->ObserveWebhookAttempt(outcome, took.count());
+    };
+    s->webhook_deliverer_ = std::make_unique<WebhookDeliverer>(
+        s->job_store_.get(), s->webhook_client_->AsPost(),
+        [jobs = s->jobs_.get()](const WebhookDelivery& d) { return jobs->WebhookPayload(d); },
+        std::move(webhook_options), std::move(webhook_observer));
+    s->jobs_->set_on_cancelled([deliverer = s->webhook_deliverer_.get()] { deliverer->Wake(); });
     JobRunnerOptions runner_options;
     runner_options.concurrency = s->options_.job_concurrency;
     JobRunnerObserver observer;
@@ -91,8 +118,10 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                  std::chrono::system_clock::now().time_since_epoch()).count();
       metrics->ObserveJobStart(job.spec.model, std::max<int64_t>(0, now_ms - job.created_ms) / 1000.0);
     };
-    observer.ended = [metrics](const std::string& model, std::chrono::duration<double> run, const std::string& outcome) {
+    observer.ended = [metrics, deliverer = s->webhook_deliverer_.get()](
+                         const std::string& model, std::chrono::duration<double> run, const std::string& outcome) {
       metrics->ObserveJobEnd(model, run.count(), outcome);
+      deliverer->Wake();  // the job may now have a delivery to send
     };
     observer.counts = [metrics](const JobCounts& c) {
       for (auto [state, n] : {std::pair{JobState::kQueued, c.queued}, {JobState::kRunning, c.running},
@@ -104,6 +133,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     s->job_runner_ = std::make_unique<JobRunner>(s->job_store_.get(), s->jobs_->Executor(), runner_options,
                                                  std::move(observer));
     s->jobs_->set_on_submitted([runner = s->job_runner_.get()] { runner->Wake(); });
+    s->jobs_->set_completions(s->completions_.get());
   }
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
                                                s->metrics_.get(), s->jobs_.get(), s->completions_.get());
@@ -130,6 +160,7 @@ Status Server::Start() {
   if (options_.control_mode == ModelControlMode::kPoll) watcher_->StartPolling(options_.poll_interval);
   // Jobs start once the first loads settled; those accepted before a restart run now.
   if (job_runner_) job_runner_->Start();
+  if (webhook_deliverer_) webhook_deliverer_->Start();
   admin_->SetReady(true);
   return Status::Ok();
 }
@@ -163,6 +194,11 @@ bool Server::Drain() {
     const auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                  deadline - std::chrono::steady_clock::now()));
     job_runner_->Stop(left);
+  }
+  if (webhook_deliverer_) {
+    // Attempts still unanswered are made again after a restart (their leases expire).
+    webhook_deliverer_->Stop(std::chrono::milliseconds(std::min<int64_t>(1000, options_.webhook_timeout.count())));
+    webhook_client_.reset();
   }
   manager_->Shutdown();
   return clean;

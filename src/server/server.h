@@ -9,7 +9,9 @@
 #include "api/completion_service.h"
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
+#include "http/webhook_client.h"
 #include "jobs/job_runner.h"
+#include "jobs/webhook_deliverer.h"
 #include "jobs/sqlite_job_store.h"
 #include "backend/backend.h"
 #include "http/http_server.h"
@@ -42,6 +44,10 @@ struct ServerOptions {
   int64_t max_active_jobs = 100'000;
   size_t job_concurrency = 2;
   std::vector<std::string> webhook_allow;  // CIDR ranges webhook URLs may name despite being local
+  std::vector<std::string> webhook_resolve;  // "host=address": resolved so, ahead of DNS (like curl --resolve)
+  std::chrono::milliseconds webhook_timeout{10'000};
+  std::chrono::milliseconds webhook_backoff{5'000};
+  int64_t webhook_max_attempts = 8;
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
@@ -81,6 +87,8 @@ class Server {
   std::unique_ptr<SqliteJobStore> job_store_;
   std::unique_ptr<JobsService> jobs_;
   std::unique_ptr<JobRunner> job_runner_;
+  std::unique_ptr<WebhookClient> webhook_client_;
+  std::unique_ptr<WebhookDeliverer> webhook_deliverer_;
   std::unique_ptr<ServingRouter> router_;
   std::unique_ptr<HttpServer> http_;
   bool drained_ = false;

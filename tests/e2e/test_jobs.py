@@ -149,7 +149,7 @@ def test_listing_pages_and_filters(ferry):
     (job_body(priority="high"), 400),
     (json.dumps({"model": "identity", "request": "inputs"}).encode(), 400),       # request not an object
     (json.dumps({"model": "identity", "request": {"inputs": [{"name": "INPUT0"}]}}).encode(), 400),
-    (job_body(webhook_url="http://hooks.example.com/done"), 501),                  # delivery not built yet
+    (job_body(webhook_url="http://hooks.example.com/done"), 400),                  # no webhook_secret
     (job_body(webhook_url=42), 400),
 ])
 def test_bad_submits_get_a_4xx_json_error(ferry, body, expected):
