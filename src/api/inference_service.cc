@@ -114,7 +114,12 @@ Status InferenceService::Validate(std::string_view model, std::optional<int64_t>
   const ModelConfig& config = handle->config();
   FERRY_RETURN_IF_ERROR(CheckRequestedOutputs(config, request, model));
   std::vector<Tensor> inputs = request.inputs;  // shares the buffers; ordering works on the copy
-  return ValidateAndOrderInputs(config, &inputs).status();
+  FERRY_ASSIGN_OR_RETURN(int64_t batch, ValidateAndOrderInputs(config, &inputs));
+  // Pre-processing too, so that a job whose image cannot be decoded is refused when submitted.
+  if (const InputTransform* transform = handle->transform()) {
+    FERRY_RETURN_IF_ERROR(transform->Apply(std::move(inputs), batch).status());
+  }
+  return Status::Ok();
 }
 
 void InferenceService::Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
@@ -127,6 +132,12 @@ void InferenceService::Infer(std::string_view model, std::optional<int64_t> vers
   if (Status outputs = CheckRequestedOutputs(config, request, model); !outputs.ok()) return done(outputs);
   Result<int64_t> batch = ValidateAndOrderInputs(config, &request.inputs);
   if (!batch.ok()) return done(batch.status());
+  if (const InputTransform* transform = (*handle)->transform()) {
+    // On the caller's thread, per request: a frame that cannot be decoded fails alone, not a batch.
+    Result<std::vector<Tensor>> transformed = transform->Apply(std::move(request.inputs), *batch);
+    if (!transformed.ok()) return done(transformed.status());
+    request.inputs = std::move(transformed).value();
+  }
   Result<std::optional<int64_t>> timeout_us = RequestTimeoutUs(request.parameters);
   if (!timeout_us.ok()) return done(timeout_us.status());
   const int64_t effective_timeout = timeout_us->value_or(config.default_timeout_us);
@@ -194,6 +205,15 @@ void InferenceService::Infer(std::string_view model, std::optional<int64_t> vers
     return shared->done(submitted);
   }
   shared->done(Unavailable(fmt::format("model '{}' is being reloaded", model)));
+}
+
+Result<ImageInput> InferenceService::ImageInputOf(std::string_view model) const {
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, std::nullopt));
+  const ModelConfig& config = handle->config();
+  if (!config.preprocess) {
+    return InvalidArgument(fmt::format("model '{}' takes no frames: its config has no preprocess block", model));
+  }
+  return ImageInput{config.preprocess->input, config.max_batch_size > 0};
 }
 
 Status InferenceService::ModelReady(std::string_view model, std::optional<int64_t> version) const {

@@ -17,6 +17,12 @@ namespace ferry {
 // Parses a version path segment: a positive decimal integer without sign or leading zeros.
 Result<int64_t> ParseVersion(std::string_view text);
 
+// The input a model's pre-processing reads images from (for frame streams).
+struct ImageInput {
+  std::string name;
+  bool batched = false;  // the model has a batch dimension: one image is shape [1, 1]
+};
+
 class InferenceService {
  public:
   using InferDone = std::function<void(Result<InferResponse>)>;
@@ -29,6 +35,8 @@ class InferenceService {
              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority = Priority::kOnline);
 
   Status ModelReady(std::string_view model, std::optional<int64_t> version) const;
+  // The image input of a model with a `preprocess` block; kInvalidArgument for one without.
+  Result<ImageInput> ImageInputOf(std::string_view model) const;
   // The checks Infer makes before queueing (model ready, outputs known, inputs fit the config), without
   // running anything: for work accepted now and run later.
   Status Validate(std::string_view model, std::optional<int64_t> version, const InferRequest& request) const;

@@ -137,6 +137,12 @@ bool ServingRouter::WatchForDisconnect(const HttpRequest& request) const {
 
 std::shared_ptr<WebSocketEndpoint> ServingRouter::OpenWebSocket(const HttpRequest& request,
                                                                 std::shared_ptr<WebSocketSender> sender) {
+  constexpr std::string_view kFrames = "/v1/ws/frames/";
+  if (const std::string_view path = request.Path(); path.starts_with(kFrames)) {
+    const std::string_view model = path.substr(kFrames.size());
+    if (model.empty() || model.find('/') != std::string_view::npos) return nullptr;
+    return OpenFrameSocket(model, std::move(sender));
+  }
   if (completions_ == nullptr || request.Path() != "/v1/ws/generate") return nullptr;
   metrics_->CountHttpRequest("ws", 101);
   return std::make_shared<GenerationWebSocket>(completions_, std::move(sender));

@@ -99,6 +99,7 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
     return HandleJobsRoute(std::move(request), std::move(cancel), parts, counted);
   }
   if (IsCompletionRoute(parts)) return HandleCompletionRoute(std::move(request), parts, cancel, counted);
+  if (IsFrameRoute(parts)) return HandleFrameRoute(parts[3], counted);
   if (parts.empty() || parts[0] != "v2") {
     return counted(Json(404, EncodeErrorJson(
         "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "

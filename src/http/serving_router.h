@@ -48,6 +48,10 @@ class ServingRouter final : public HttpHandler {
   static bool IsJobEventsGet(std::string_view method, std::string_view path);
   // /v1/models, /v1/completions, /v1/chat/completions, /v1/ws/generate (completion_routes.cc).
   static bool IsCompletionRoute(const std::vector<std::string_view>& parts);
+  // /v1/ws/frames/{model}: a camera's frames in, one result per frame out (frame_routes.cc).
+  static bool IsFrameRoute(const std::vector<std::string_view>& parts);
+  std::shared_ptr<WebSocketEndpoint> OpenFrameSocket(std::string_view model, std::shared_ptr<WebSocketSender> sender);
+  void HandleFrameRoute(std::string_view model, HttpResponder& respond);
   // A request that generates text: it gets the text body limit and a disconnect watch.
   static bool IsTextGenerationPost(std::string_view method, std::string_view path);
   void HandleCompletionRoute(HttpRequest&& request, std::vector<std::string_view>& parts,

@@ -30,15 +30,26 @@ Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, in
     if (!scheduler.ok()) return scheduler.status().WithContext(context);
     return std::make_shared<ServableModel>(config, version, std::move(scheduler).value());
   }
+  std::shared_ptr<const InputTransform> transform;
+  if (config.preprocess) {
+    if (!transforms_) {
+      return InvalidArgument(fmt::format("{}: this build has no image pre-processing (it needs OpenCV)", context));
+    }
+    Result<std::shared_ptr<const InputTransform>> made = transforms_(config);
+    if (!made.ok()) return made.status().WithContext(context);
+    transform = std::move(made).value();
+  }
+  // The backend and the reference samples see the model's side: pre-processing happens before them.
+  const ModelConfig model_side = ModelSideConfig(config);
   Result<std::optional<ReferenceSet>> references = ReadReferenceSet(version_dir);
   if (!references.ok()) return references.status().WithContext(context);
   std::vector<std::unique_ptr<ModelInstance>> instances;
   for (int64_t i = 0; i < config.instance_count; ++i) {
-    Result<std::unique_ptr<ModelInstance>> instance = backend->CreateInstance(config, version_dir);
+    Result<std::unique_ptr<ModelInstance>> instance = backend->CreateInstance(model_side, version_dir);
     if (!instance.ok()) return instance.status().WithContext(context);
     // Every instance, not just the first: instances may differ (device, threads) in what they compute.
     if (*references) {
-      FERRY_RETURN_IF_ERROR(RunReferenceCheck(**instance, config, **references)
+      FERRY_RETURN_IF_ERROR(RunReferenceCheck(**instance, model_side, **references)
                                 .WithContext(fmt::format("{} on {}", context, config.backend)));
     }
     instances.push_back(std::move(instance).value());
@@ -52,7 +63,7 @@ Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, in
   options.max_queue_size = static_cast<size_t>(config.max_queue_size);
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<DynamicBatcher> batcher,
                          DynamicBatcher::Create(std::move(options), std::move(instances)));
-  return std::make_shared<ServableModel>(config, version, std::move(batcher));
+  return std::make_shared<ServableModel>(config, version, std::move(batcher), std::move(transform));
 }
 
 }  // namespace ferry

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "backend/backend.h"
+#include "backend/input_transform.h"
 #include "lifecycle/servable_model.h"
 #include "scheduling/generation_scheduler.h"
 
@@ -20,10 +21,15 @@ class BackendServableFactory final : public ServableFactory {
   // Gives each language model's scheduler somewhere to report its measurements (may return null).
   using ObserverFactory = std::function<std::shared_ptr<GenerationObserver>(const std::string& model)>;
 
+  // `transforms` makes the pre-processing of configs with a `preprocess` block (null: such configs
+  // are refused, as in a build without OpenCV).
   BackendServableFactory(const BackendRegistry* backends,
                          std::string default_backend = std::string(kDefaultOnnxBackend),
-                         ObserverFactory observers = nullptr)
-      : backends_(backends), default_backend_(std::move(default_backend)), observers_(std::move(observers)) {}
+                         ObserverFactory observers = nullptr, InputTransformFactory transforms = nullptr)
+      : backends_(backends),
+        default_backend_(std::move(default_backend)),
+        observers_(std::move(observers)),
+        transforms_(std::move(transforms)) {}
   Result<ModelHandle> Load(const ModelConfig& config, int64_t version,
                            const std::filesystem::path& version_dir) override;
 
@@ -31,6 +37,7 @@ class BackendServableFactory final : public ServableFactory {
   const BackendRegistry* backends_;
   std::string default_backend_;
   ObserverFactory observers_;
+  InputTransformFactory transforms_;
 };
 
 }  // namespace ferry

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "backend/input_transform.h"
 #include "repository/model_config.h"
 #include "scheduling/scheduler.h"
 
@@ -14,12 +15,18 @@ namespace ferry {
 
 class ServableModel {
  public:
-  ServableModel(ModelConfig config, int64_t version, std::unique_ptr<Scheduler> scheduler)
-      : config_(std::move(config)), version_(version), scheduler_(std::move(scheduler)) {}
+  ServableModel(ModelConfig config, int64_t version, std::unique_ptr<Scheduler> scheduler,
+                std::shared_ptr<const InputTransform> transform = nullptr)
+      : config_(std::move(config)),
+        version_(version),
+        scheduler_(std::move(scheduler)),
+        transform_(std::move(transform)) {}
 
   const ModelConfig& config() const { return config_; }
   int64_t version() const { return version_; }
   Scheduler& scheduler() { return *scheduler_; }
+  // The pre-processing requests go through before the scheduler; null without a `preprocess` block.
+  const InputTransform* transform() const { return transform_.get(); }
   const Scheduler& scheduler() const { return *scheduler_; }
   // Set by the manager before draining: a caller whose Submit was refused retries with a fresh handle.
   void Retire() { retired_.store(true); }
@@ -29,6 +36,7 @@ class ServableModel {
   const ModelConfig config_;
   const int64_t version_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::shared_ptr<const InputTransform> transform_;
   std::atomic<bool> retired_{false};
 };
 

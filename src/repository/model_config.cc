@@ -1,6 +1,7 @@
 // ValidateModelConfig, FullShape and the Triton JSON rendering of a ModelConfig.
 #include "repository/model_config.h"
 
+#include <cmath>
 #include <set>
 
 #include <fmt/format.h>
@@ -122,6 +123,80 @@ void WriteVersionPolicy(JsonWriter& w, const VersionPolicy& policy) {
 
 }  // namespace
 
+Status ValidatePreprocess(const ModelConfig& config) {
+  const PreprocessConfig& p = *config.preprocess;
+  const auto bad = [](std::string_view why) { return InvalidArgument(fmt::format("preprocess: {}", why)); };
+  const TensorSpec* input = nullptr;
+  for (const TensorSpec& t : config.inputs) {
+    if (t.name == p.input) input = &t;
+  }
+  if (input == nullptr) return bad(fmt::format("input '{}' is not one of the model's inputs", p.input));
+  if (input->dtype != DataType::kBytes || input->dims != Shape{1}) {
+    return bad(fmt::format("input '{}' must be BYTES with dims [1] (one image per element)", p.input));
+  }
+  if (p.raw_width != 0 || p.raw_height != 0 || p.raw_channels != 0) {
+    if (p.raw_width < 1 || p.raw_height < 1 || p.raw_width > 16384 || p.raw_height > 16384) {
+      return bad("raw width and height must be within 1..16384");
+    }
+    if (p.raw_channels != 1 && p.raw_channels != 3) return bad("raw channels must be 1 (grey) or 3 (BGR)");
+  }
+  if (!p.crop.empty()) {
+    if (p.crop.size() != 4 || p.crop[0] < 0 || p.crop[1] < 0 || p.crop[2] < 1 || p.crop[3] < 1) {
+      return bad("crop must be [x, y, width, height] with x, y >= 0 and width, height >= 1");
+    }
+    if (p.raw_width > 0 && (p.crop[0] + p.crop[2] > p.raw_width || p.crop[1] + p.crop[3] > p.raw_height)) {
+      return bad("crop reaches outside the raw frame");
+    }
+  }
+  if ((p.resize_width == 0) != (p.resize_height == 0) || p.resize_width < 0 || p.resize_height < 0 ||
+      p.resize_width > 16384 || p.resize_height > 16384) {
+    return bad("resize must be [width, height], each within 1..16384");
+  }
+  const size_t channels = static_cast<size_t>(p.channels());
+  for (const auto* v : {&p.mean, &p.stddev}) {
+    if (!v->empty() && v->size() != channels) {
+      return bad(fmt::format("mean and std need one value per channel ({})", channels));
+    }
+  }
+  for (double s : p.stddev) {
+    if (!(s > 0)) return bad("std values must be > 0");
+  }
+  if (!(p.scale > 0) || !std::isfinite(p.scale)) return bad("scale must be a finite number > 0");
+  if (p.tensor.name.empty()) return bad("tensor needs a name");
+  Shape want = {static_cast<int64_t>(channels), -1, -1};
+  if (config.max_batch_size == 0) want.insert(want.begin(), 1);
+  const Shape& dims = p.tensor.dims;
+  const size_t c_at = config.max_batch_size == 0 ? 1 : 0;
+  if (dims.size() != want.size() || (c_at == 1 && dims[0] != 1) || dims[c_at] != want[c_at] || dims[c_at + 1] < 1 ||
+      dims[c_at + 2] < 1) {
+    return bad(fmt::format("tensor dims must be {}[{}, H, W] (NCHW, {} channel{} for color {})",
+                           c_at == 1 ? "[1, ...]: " : "", channels, channels, channels == 1 ? "" : "s",
+                           channels == 1 ? "grey" : "bgr/rgb"));
+  }
+  const int64_t out_h = dims[c_at + 1], out_w = dims[c_at + 2];
+  const int64_t in_w = p.resize_width ? p.resize_width : (!p.crop.empty() ? p.crop[2] : p.raw_width);
+  const int64_t in_h = p.resize_height ? p.resize_height : (!p.crop.empty() ? p.crop[3] : p.raw_height);
+  if (in_w == 0 && in_h == 0) return bad("without raw, crop or resize the image size is unknown; add resize");
+  if (in_w != out_w || in_h != out_h) {
+    return bad(fmt::format("the image comes out {}x{} (width x height) but tensor dims want {}x{}", in_w, in_h,
+                           out_w, out_h));
+  }
+  return Status::Ok();
+}
+
+ModelConfig ModelSideConfig(const ModelConfig& config) {
+  if (!config.preprocess) return config;
+  ModelConfig side = config;
+  for (TensorSpec& t : side.inputs) {
+    if (t.name == config.preprocess->input) {
+      t = config.preprocess->tensor;
+      t.dtype = DataType::kFp32;
+    }
+  }
+  side.preprocess.reset();
+  return side;
+}
+
 Status ValidateModelConfig(const ModelConfig& config) {
   if (config.name.empty()) return InvalidArgument("name is empty");
   if (!ModelRepository::IsValidModelName(config.name)) {
@@ -162,6 +237,7 @@ Status ValidateModelConfig(const ModelConfig& config) {
     if (key.empty()) return InvalidArgument("parameters: a key is empty");
     if (!keys.insert(key).second) return InvalidArgument(fmt::format("parameters: duplicate key '{}'", key));
   }
+  if (config.preprocess) FERRY_RETURN_IF_ERROR(ValidatePreprocess(config));
   return Status::Ok();
 }
 

@@ -28,6 +28,17 @@
 //   max_queue_size: 64           # bounded per-model queue, > 0
 //   default_timeout_ms: 0        # 0 = none; stored as default_timeout_us
 //   parameters: {key: value}     # backend options; scalar values, kept as strings in file order
+//   preprocess:                  # image pre-processing run by the server (see PreprocessConfig)
+//     input: frame               # the public input: BYTES, one element per image
+//     raw: {width: 320, height: 240, channels: 3}   # an element of exactly w*h*c bytes is raw pixels
+//     color: grey                # grey | bgr | rgb (raw 3-channel pixels are BGR, as cameras give them)
+//     crop: [0, 0, 320, 240]     # x, y, width, height in source pixels
+//     resize: [96, 72]           # width, height
+//     interpolation: area        # linear (default) | area | nearest
+//     scale: 0.00392156862745098 # then (x * scale - mean[c]) / std[c]
+//     mean: [0.5]
+//     std: [0.5]
+//     tensor: {name: input, dims: [1, 1, 72, 96]}  # the model's FP32 NCHW input it produces
 //
 // Integers are plain decimal (no 0x / octal spellings, no floats). An empty file means all defaults.
 #include <cstdint>
@@ -63,6 +74,27 @@ struct DynamicBatchingConfig {
   std::vector<int64_t> preferred_batch_sizes;  // in the order the config gives them
 };
 
+// Turns each element of a BYTES input (an encoded image, or raw pixels of the declared size) into an
+// FP32 NCHW tensor for the model, in the server, so that clients such as cameras send frames as they are.
+struct PreprocessConfig {
+  enum class Color { kGrey, kBgr, kRgb };
+  enum class Interpolation { kLinear, kArea, kNearest };
+  std::string input;                    // the public input (in ModelConfig::inputs): BYTES
+  int64_t raw_width = 0;                // 0: every element is an encoded image (JPEG, PNG, BMP...)
+  int64_t raw_height = 0;
+  int64_t raw_channels = 0;             // 1 (grey) or 3 (BGR)
+  Color color = Color::kBgr;
+  std::vector<int64_t> crop;            // empty, or x, y, width, height
+  int64_t resize_width = 0;             // 0: no resize
+  int64_t resize_height = 0;
+  Interpolation interpolation = Interpolation::kLinear;
+  double scale = 1.0;
+  std::vector<double> mean;             // one per channel, or empty (0)
+  std::vector<double> stddev;           // `std`: one per channel, or empty (1)
+  TensorSpec tensor;                    // FP32; dims [C, H, W] (batched) or [1, C, H, W]
+  int64_t channels() const { return color == Color::kGrey ? 1 : 3; }
+};
+
 struct ModelConfig {
   std::string name;                 // must equal the folder name
   std::string backend;              // empty: the server's default ONNX backend
@@ -79,7 +111,12 @@ struct ModelConfig {
   int64_t default_timeout_us = 0;   // 0: none; a request still queued past it fails with 504
   // Backend-specific string options (e.g. opencv target), passed through.
   std::vector<std::pair<std::string, std::string>> backend_options;
+  std::optional<PreprocessConfig> preprocess;
 };
+
+// The config the backend sees: with pre-processing, the public input is replaced by the tensor it
+// produces (in its place in `inputs`); otherwise `config` itself.
+ModelConfig ModelSideConfig(const ModelConfig& config);
 
 // Parses YAML text. `model_name` is the repository folder name; a config whose `name` differs is an
 // error; a config without `name` takes it (an empty `model_name` skips the comparison). Runs

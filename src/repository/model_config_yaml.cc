@@ -127,6 +127,86 @@ Status ParseParameters(const YAML::Node& node, ModelConfig* out) {
   return Status::Ok();
 }
 
+Status ParseDoubleList(const YAML::Node& node, std::string_view path, std::vector<double>* out) {
+  if (!node.IsSequence()) return InvalidArgument(fmt::format("{}: expected a list of numbers{}", path, Line(node)));
+  for (size_t i = 0; i < node.size(); ++i) {
+    double v = 0;
+    FERRY_RETURN_IF_ERROR(GetDouble(node[i], Index(path, i), &v));
+    out->push_back(v);
+  }
+  return Status::Ok();
+}
+
+Status ParsePreprocess(const YAML::Node& node, ModelConfig* out) {
+  constexpr std::string_view kPath = "preprocess";
+  FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"input", "raw", "color", "crop", "resize", "interpolation", "scale",
+                                               "mean", "std", "tensor"}));
+  PreprocessConfig p;
+  for (std::string_view key : {"input", "tensor"}) {
+    if (!node[std::string(key)]) return Missing(node, kPath, key);
+  }
+  FERRY_RETURN_IF_ERROR(GetString(node["input"], Child(kPath, "input"), &p.input));
+  if (const YAML::Node raw = node["raw"]) {
+    const std::string path = Child(kPath, "raw");
+    FERRY_RETURN_IF_ERROR(CheckMap(raw, path, {"width", "height", "channels"}));
+    for (std::string_view key : {"width", "height", "channels"}) {
+      if (!raw[std::string(key)]) return Missing(raw, path, key);
+    }
+    FERRY_RETURN_IF_ERROR(GetInt(raw["width"], Child(path, "width"), &p.raw_width));
+    FERRY_RETURN_IF_ERROR(GetInt(raw["height"], Child(path, "height"), &p.raw_height));
+    FERRY_RETURN_IF_ERROR(GetInt(raw["channels"], Child(path, "channels"), &p.raw_channels));
+  }
+  if (const YAML::Node n = node["color"]) {
+    std::string color;
+    FERRY_RETURN_IF_ERROR(GetString(n, Child(kPath, "color"), &color));
+    if (color == "grey" || color == "gray") {
+      p.color = PreprocessConfig::Color::kGrey;
+    } else if (color == "bgr") {
+      p.color = PreprocessConfig::Color::kBgr;
+    } else if (color == "rgb") {
+      p.color = PreprocessConfig::Color::kRgb;
+    } else {
+      return InvalidArgument(fmt::format("preprocess.color: expected grey, bgr or rgb, got {}{}", Quote(color), Line(n)));
+    }
+  }
+  if (const YAML::Node n = node["crop"]) FERRY_RETURN_IF_ERROR(GetIntList(n, Child(kPath, "crop"), &p.crop));
+  if (const YAML::Node n = node["resize"]) {
+    std::vector<int64_t> size;
+    FERRY_RETURN_IF_ERROR(GetIntList(n, Child(kPath, "resize"), &size));
+    if (size.size() != 2) return InvalidArgument(fmt::format("preprocess.resize: expected [width, height]{}", Line(n)));
+    p.resize_width = size[0];
+    p.resize_height = size[1];
+  }
+  if (const YAML::Node n = node["interpolation"]) {
+    std::string how;
+    FERRY_RETURN_IF_ERROR(GetString(n, Child(kPath, "interpolation"), &how));
+    if (how == "linear") {
+      p.interpolation = PreprocessConfig::Interpolation::kLinear;
+    } else if (how == "area") {
+      p.interpolation = PreprocessConfig::Interpolation::kArea;
+    } else if (how == "nearest") {
+      p.interpolation = PreprocessConfig::Interpolation::kNearest;
+    } else {
+      return InvalidArgument(
+          fmt::format("preprocess.interpolation: expected linear, area or nearest, got {}{}", Quote(how), Line(n)));
+    }
+  }
+  if (const YAML::Node n = node["scale"]) FERRY_RETURN_IF_ERROR(GetDouble(n, Child(kPath, "scale"), &p.scale));
+  if (const YAML::Node n = node["mean"]) FERRY_RETURN_IF_ERROR(ParseDoubleList(n, Child(kPath, "mean"), &p.mean));
+  if (const YAML::Node n = node["std"]) FERRY_RETURN_IF_ERROR(ParseDoubleList(n, Child(kPath, "std"), &p.stddev));
+  const YAML::Node tensor = node["tensor"];
+  const std::string path = Child(kPath, "tensor");
+  FERRY_RETURN_IF_ERROR(CheckMap(tensor, path, {"name", "dims"}));
+  for (std::string_view key : {"name", "dims"}) {
+    if (!tensor[std::string(key)]) return Missing(tensor, path, key);
+  }
+  FERRY_RETURN_IF_ERROR(GetString(tensor["name"], Child(path, "name"), &p.tensor.name));
+  FERRY_RETURN_IF_ERROR(GetIntList(tensor["dims"], Child(path, "dims"), &p.tensor.dims));
+  p.tensor.dtype = DataType::kFp32;
+  out->preprocess = std::move(p);
+  return Status::Ok();
+}
+
 // Fills `out` from the document root; `*has_name` tells whether the config named itself.
 Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
   *has_name = false;
@@ -135,7 +215,7 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
       root, "",
       {"name", "backend", "platform", "model_filename", "max_batch_size", "inputs", "outputs",
        "version_policy", "dynamic_batching", "instance_group", "max_queue_size", "default_timeout_ms",
-       "parameters"}));
+       "parameters", "preprocess"}));
   if (const YAML::Node n = root["name"]) {
     *has_name = true;
     FERRY_RETURN_IF_ERROR(GetString(n, "name", &out->name));
@@ -171,6 +251,7 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
     out->default_timeout_us = ms * 1000;
   }
   if (const YAML::Node n = root["parameters"]) FERRY_RETURN_IF_ERROR(ParseParameters(n, out));
+  if (const YAML::Node n = root["preprocess"]) FERRY_RETURN_IF_ERROR(ParsePreprocess(n, out));
   return Status::Ok();
 }
 

@@ -10,6 +10,7 @@
 #include "backend/identity_backend.h"
 #ifdef FERRY_WITH_OPENCV
 #include "backend/opencv_dnn/opencv_dnn_backend.h"
+#include "preprocess/image_preprocessor.h"
 #endif
 #ifdef FERRY_WITH_OPENVINO
 #include "backend/openvino/openvino_backend.h"
@@ -57,7 +58,13 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   ServingMetrics* metrics = s->metrics_.get();
   s->factory_ = std::make_unique<BackendServableFactory>(
       s->backends_.get(), s->options_.default_onnx_backend,
-      [metrics](const std::string& model) { return MakeGenerationMetricsObserver(metrics, model); });
+      [metrics](const std::string& model) { return MakeGenerationMetricsObserver(metrics, model); },
+#if FERRY_WITH_OPENCV
+      CreateImagePreprocessor
+#else
+      nullptr
+#endif
+  );
   ModelManagerOptions manager_options;
   manager_options.loader_threads = s->options_.loader_threads;
   manager_options.on_load = [metrics](const std::string& model, int64_t version, double seconds, const Status& st) {
