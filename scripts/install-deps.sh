@@ -30,8 +30,11 @@ packages=(
   # Python for tooling and protocol tests (packages come from PyPI into a venv); numpy and yaml for
   # llama.cpp's gguf-py, which writes the example language models
   python3 python3-venv python3-pip python3-numpy python3-yaml
-  # model-making (PyTorch -> ONNX) and benchmark peers
-  python3-torch=1.13.1+dfsg-4 libopenblas0-pthread
+  # model-making (PyTorch -> ONNX) and benchmark peers; OpenCV's Python binding renders the rug-cutting
+  # example's training frames with the system Python
+  python3-torch=1.13.1+dfsg-4 libopenblas0-pthread python3-opencv=4.6.0+dfsg-12
+  # the rug-cutting example's PLC link (Modbus TCP), through ctypes
+  libmodbus-dev=3.1.6-2.1+deb12u1
   wrk=4.1.0-3+b2 nginx-light
   curl procps
   # the power-loss check traces fsyncs against 202s (shared/reliability.md R2, without FUSE)
