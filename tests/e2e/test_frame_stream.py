@@ -13,6 +13,7 @@ import json
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 import websocket
@@ -109,20 +110,24 @@ def test_the_frame_socket_answers_each_frame_and_survives_bad_ones(server):
     ws = connect(server)
     try:
         good = frame(2)
-        cases = [good.tobytes(), b"not an image", png(good)[:-20], good.tobytes()[:-1], png(good)]
+        ok, jpeg = cv2.imencode(".jpg", good)
+        assert ok
+        cases = [good.tobytes(), b"not an image", png(good)[:-20], good.tobytes()[:-1], jpeg.tobytes()[:-200],
+                 png(good)]
         replies = []
         for i, payload in enumerate(cases):
             ws.send_binary(payload)
             replies.append(json.loads(ws.recv()))  # one at a time: nothing is dropped
         assert [r["frame"] for r in replies] == list(range(len(cases)))
-        assert [r["type"] for r in replies] == ["result", "error", "error", "error", "result"]
-        for r in (replies[0], replies[4]):
+        assert [r["type"] for r in replies] == ["result", "error", "error", "error", "error", "result"]
+        for r in (replies[0], replies[5]):
             got = np.array(r["outputs"]["pixels"], dtype=np.float32).reshape(OUT_H, OUT_W)
             np.testing.assert_allclose(got, expected(good), atol=ONE_GREY_LEVEL)
             assert r["model"] == "frame_grey" and r["dropped"] == 0 and r["server_ms"] >= 0
         assert "neither a raw 32x24x3 frame" in replies[1]["error"]
         assert "truncated PNG" in replies[2]["error"]
         assert "neither a raw" in replies[3]["error"]
+        assert "truncated JPEG" in replies[4]["error"]
     finally:
         ws.close()
     assert server.get("/v2/health/live")[0] == 200
