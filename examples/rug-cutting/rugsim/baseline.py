@@ -92,6 +92,18 @@ SLOPES = np.linspace(-0.075, 0.075, 13)   # +-4.3 degrees, the coarse search
 CAP = 8.0                                  # one strip's score counts at most this much
 
 
+def _peak_near(values: np.ndarray, centre: float, reach: int):
+    """The strongest row of one strip's profile within `reach` rows of `centre`, placed to a fraction of
+    a row by a parabola through its neighbours: (row, height), or None when the window is empty."""
+    lo, hi = max(1, int(math.floor(centre)) - reach), min(len(values) - 2, int(math.ceil(centre)) + reach)
+    if lo > hi:
+        return None
+    r = lo + int(np.argmax(values[lo:hi + 1]))
+    y0, y1, y2 = values[r - 1], values[r], values[r + 1]
+    den = y0 - 2 * y1 + y2
+    return r + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0), y1
+
+
 def _detect(frame):
     """(score, centre_row_at_col_160, top_row_at_col_160, slope)."""
     h, w_img = frame.shape[:2]
@@ -116,15 +128,9 @@ def _detect(frame):
     # weighted least-squares line through them.
     tops, weights = np.zeros(STRIPS), np.zeros(STRIPS)
     for k in range(STRIPS):
-        c = r_c + slope * (cols[k] - 160.0)
-        lo, hi = max(1, int(math.floor(c)) - 3), min(h - 2, int(math.ceil(c)) + 3)
-        if lo > hi:
-            continue
-        r = lo + int(np.argmax(sw[lo:hi + 1, k]))
-        y0, y1, y2 = sw[r - 1, k], sw[r, k], sw[r + 1, k]
-        den = y0 - 2 * y1 + y2
-        tops[k] = r + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)
-        weights[k] = y1
+        peak = _peak_near(sw[:, k], r_c + slope * (cols[k] - 160.0), 3)
+        if peak is not None:
+            tops[k], weights[k] = peak
     if weights.sum() > 0 and (weights > 0).sum() >= 3:
         x = cols - 160.0
         sw_, sx, sy = weights.sum(), (weights * x).sum(), (weights * tops).sum()
@@ -145,17 +151,10 @@ def _detect(frame):
     step = sum(np.sign(at_line[i]) * _steps(feats[i]) for i in use)
     edges, ew = [], []
     for k in range(STRIPS):
-        c = r_c + slope * (cols[k] - 160.0)
-        lo, hi = max(1, int(math.floor(c)) - 4), min(h - 2, int(math.ceil(c)) + 4)
-        if lo > hi:
-            continue
-        r = lo + int(np.argmax(step[lo:hi + 1, k]))
-        y0, y1, y2 = step[r - 1, k], step[r, k], step[r + 1, k]
-        den = y0 - 2 * y1 + y2
-        off = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0
-        if y1 > 0:
-            edges.append(r + off - 0.5 - slope * (cols[k] - 160.0))
-            ew.append(y1)
+        peak = _peak_near(step[:, k], r_c + slope * (cols[k] - 160.0), 4)
+        if peak is not None and peak[1] > 0:
+            edges.append(peak[0] - 0.5 - slope * (cols[k] - 160.0))
+            ew.append(peak[1])
     top = float(np.average(edges, weights=ew)) if len(edges) >= 3 else r_c - 0.5
     return total / STRIPS, centre, top, slope
 
