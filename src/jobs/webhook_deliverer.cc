@@ -39,12 +39,6 @@ double UniformUnit() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
-std::string LowerHostName(std::string host) {
-  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
-  while (!host.empty() && host.back() == '.') host.pop_back();
-  return host;
-}
-
 }  // namespace
 
 struct WebhookDeliverer::Shared {
@@ -159,7 +153,7 @@ void WebhookDeliverer::Loop() {
 
 Result<IpAddress> WebhookDeliverer::Resolve(const WebhookTarget& target) const {
   if (target.address) return *target.address;  // a literal: CheckWebhookUrl checked it
-  const std::string host = LowerHostName(target.host);
+  const std::string host = NormalizeHostName(target.host);
   std::vector<IpAddress> addresses;
   if (auto it = options_.resolve.find(host); it != options_.resolve.end()) {
     addresses.push_back(it->second);

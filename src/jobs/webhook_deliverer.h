@@ -61,7 +61,7 @@ struct WebhookDelivererOptions {
   int64_t max_attempts = 8;
   std::chrono::milliseconds poll_every{1'000};           // how often an idle deliverer looks for work
   std::vector<IpNetwork> allowed;                         // forbidden ranges allowed all the same
-  std::map<std::string, IpAddress> resolve;               // host name -> address, ahead of DNS
+  std::map<std::string, IpAddress> resolve;               // NormalizeHostName(host) -> address, ahead of DNS
   std::function<int64_t()> now_ms;                        // Unix milliseconds; default: the system clock
 };
 

@@ -63,9 +63,8 @@ std::optional<IpAddress> EmbeddedV4(const IpAddress& a) {
   return std::nullopt;
 }
 
-bool IsLocalhostName(std::string host) {
-  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
-  while (!host.empty() && host.back() == '.') host.pop_back();
+bool IsLocalhostName(const std::string& name) {
+  const std::string host = NormalizeHostName(name);
   return host == "localhost" || (host.size() > 10 && host.substr(host.size() - 10) == ".localhost");
 }
 
@@ -74,6 +73,12 @@ bool IsHostNameChar(char c) {
 }
 
 }  // namespace
+
+std::string NormalizeHostName(std::string host) {
+  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+  while (!host.empty() && host.back() == '.') host.pop_back();
+  return host;
+}
 
 bool IpAddress::is_v4() const {
   static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -42,6 +42,9 @@ Result<IpNetwork> ParseIpNetwork(std::string_view text);
 // Why an address may not be a webhook target ("loopback", "private", ...), or nullopt when it may.
 std::optional<std::string> ForbiddenAddressReason(const IpAddress& address);
 
+// A host name as names compare: lower case, without a trailing dot ("Hooks.Example." -> "hooks.example").
+std::string NormalizeHostName(std::string host);
+
 // Why an address may not be a webhook target given the allow-list, or nullopt when it may.
 std::optional<std::string> ForbiddenUnlessAllowed(const IpAddress& address, const std::vector<IpNetwork>& allowed);
 

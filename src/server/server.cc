@@ -103,9 +103,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
       if (eq == 0 || !address) {
         return InvalidArgument(fmt::format("--webhook-resolve '{}': expected host=address", entry));
       }
-      std::string host = entry.substr(0, eq);
-      std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
-      webhook_options.resolve[host] = *address;
+      webhook_options.resolve[NormalizeHostName(entry.substr(0, eq))] = *address;
     }
     s->webhook_client_ = std::make_unique<WebhookClient>();
     WebhookDelivererObserver webhook_observer;
