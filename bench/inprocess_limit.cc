@@ -47,6 +47,9 @@
 #ifdef FERRY_WITH_OPENVINO
 #include "backend/openvino/openvino_backend.h"
 #endif
+#ifdef FERRY_WITH_XGBOOST
+#include "backend/xgboost/xgboost_backend.h"
+#endif
 
 namespace {
 
@@ -324,6 +327,10 @@ int main(int argc, char** argv) {
 #ifdef FERRY_WITH_OPENVINO
   } else if (m.config.backend == "openvino") {
     m.backend = ferry::MakeOpenVinoBackend();
+#endif
+#ifdef FERRY_WITH_XGBOOST
+  } else if (m.config.backend == "xgboost") {
+    m.backend = ferry::MakeXgboostBackend();
 #endif
   } else {
     Die("backend '" + m.config.backend + "' is not built into this bench");

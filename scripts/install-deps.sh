@@ -27,6 +27,8 @@ packages=(
   libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2
   libbenchmark-dev=1.7.1-1
   nlohmann-json3-dev=3.11.2-2
+  # the xgboost backend: XGBoost's C API (xgboost/c_api.h, libxgboost.so); models from PyPI's xgboost 1.7.4
+  libxgboost-dev=1.7.4-1
   # Python for tooling and protocol tests (packages come from PyPI into a venv); numpy and yaml for
   # llama.cpp's gguf-py, which writes the example language models
   python3 python3-venv python3-pip python3-numpy python3-yaml

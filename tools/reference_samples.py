@@ -36,7 +36,7 @@ def yaml_tolerance(tol):
     return f"{{absolute: {yaml_float(tol[0])}, relative: {yaml_float(tol[1])}}}"
 
 
-def write_reference_samples(version_dir, samples, tolerance=DEFAULT_TOLERANCE, comment=None):
+def write_reference_samples(version_dir, samples, tolerance=DEFAULT_TOLERANCE, comment=None, framework="PyTorch"):
     """Writes <version_dir>/reference/reference.yaml and one raw little-endian row-major file per tensor.
 
     samples: [{"name": "s0", "inputs": [(name, array)], "outputs": [(name, array)],
@@ -58,7 +58,7 @@ def write_reference_samples(version_dir, samples, tolerance=DEFAULT_TOLERANCE, c
         return (f"      - {{name: {name}, datatype: {DATATYPES[array.dtype]}, "
                 f"shape: {yaml_dims(array.shape)}, file: {file}}}")
 
-    lines = ["# Written by " + (comment or "tools/make_example_models.py") + "; inputs and the PyTorch outputs.",
+    lines = ["# Written by " + (comment or "tools/make_example_models.py") + f"; inputs and the {framework} outputs.",
              "# An element passes when |got - want| <= absolute + relative * |want| (numpy.allclose's rule);",
              "# integer/bool/BYTES outputs must match exactly. Files: raw little-endian row-major elements.",
              f"tolerance: {yaml_tolerance(tolerance)}",

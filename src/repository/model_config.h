@@ -5,8 +5,8 @@
 // config.yaml (every key optional unless marked; unknown keys anywhere are errors, to catch typos):
 //
 //   name: cnn                    # must equal the folder name if given
-//   backend: opencv_dnn          # opencv_dnn | openvino | identity; default: the server's default
-//                                #   ONNX backend (`ferry serve --default-onnx-backend`)
+//   backend: opencv_dnn          # opencv_dnn | openvino | xgboost | llama_cpp | identity; default:
+//                                #   the server's default ONNX backend (`--default-onnx-backend`)
 //   platform: onnx               # reported in metadata; default "onnx"
 //   model_filename: model.onnx   # default; a plain file name inside the version folder
 //   max_batch_size: 8            # 0 (default) = the model has no batch dimension

@@ -18,6 +18,9 @@
 #ifdef FERRY_WITH_LLAMA
 #include "backend/llama_cpp/llama_backend.h"
 #endif
+#ifdef FERRY_WITH_XGBOOST
+#include "backend/xgboost/xgboost_backend.h"
+#endif
 #include "api/generation_metrics.h"
 
 namespace ferry {
@@ -33,6 +36,9 @@ std::unique_ptr<BackendRegistry> MakeDefaultBackends() {
 #endif
 #ifdef FERRY_WITH_LLAMA
   registry->Register(MakeLlamaBackend());
+#endif
+#ifdef FERRY_WITH_XGBOOST
+  registry->Register(MakeXgboostBackend());
 #endif
   return registry;
 }
