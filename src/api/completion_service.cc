@@ -81,9 +81,10 @@ class ChannelSink final : public GenerationSink {
 
 Status CompletionService::Start(TextApi api, std::string_view body, std::string_view model_from_path,
                                 bool force_stream, std::shared_ptr<CancelToken> cancel,
-                                std::shared_ptr<GenerationChannel> channel) {
+                                std::shared_ptr<GenerationChannel> channel, Priority priority) {
   FERRY_ASSIGN_OR_RETURN(ParsedGeneration parsed, ParseGenerationBody(api, body, model_from_path));
   if (force_stream) parsed.stream = true;
+  parsed.request.priority = priority;
   return StartParsed(std::move(parsed), api, std::move(cancel), std::move(channel), nullptr);
 }
 

@@ -36,8 +36,10 @@ class CompletionService {
 
   // Starts a generation. A Status returned here means nothing was sent: the transport answers it with
   // ErrorBody(api, status) and the status's HTTP code. `model_from_path` is Triton's {m}.
+  // `priority`: kJob for asynchronous jobs, kBulk for batch records (see GenerationRequest).
   Status Start(TextApi api, std::string_view body, std::string_view model_from_path, bool force_stream,
-               std::shared_ptr<CancelToken> cancel, std::shared_ptr<GenerationChannel> channel);
+               std::shared_ptr<CancelToken> cancel, std::shared_ptr<GenerationChannel> channel,
+               Priority priority = Priority::kOnline);
 
   // For an asynchronous job: checks a generation body for `model` (which wins over the body's own) now,
   // so that a job that could never run is refused at submit. Jobs do not stream.

@@ -17,9 +17,6 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr int64_t kMaxAttemptsLimit = 10;
-constexpr milliseconds kPollEvery{20};
-constexpr milliseconds kWatchEvery{50};
-constexpr milliseconds kWatchKeepAlive{15'000};
 
 // Unix milliseconds as RFC 3339 UTC ("2026-11-28T17:30:00.123Z").
 std::string Rfc3339(int64_t ms) {
@@ -204,98 +201,25 @@ Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view
   return SubmittedJob{outcome.id, outcome.created, std::move(*stored)};
 }
 
-Result<std::string> JobsService::JobJson(const std::string& id, milliseconds wait) {
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  for (;;) {
-    bool final_state = false;
-    FERRY_ASSIGN_OR_RETURN(std::optional<std::string> job, ReadJobJson(*store_, id, &final_state));
-    if (!job) return NotFound(fmt::format("no job '{}'", id.substr(0, 64)));
-    if (final_state || std::chrono::steady_clock::now() >= deadline) return std::move(*job);
-    std::this_thread::sleep_for(kPollEvery);
-  }
+Status JobsService::JobJson(const std::string& id, milliseconds wait, std::function<void(Result<std::string>)> done) {
+  return watcher_.Await([this, id](bool* final_state) { return ReadJobJson(*store_, id, final_state); },
+                        fmt::format("no job '{}'", id.substr(0, 64)), std::chrono::steady_clock::now() + wait,
+                        std::move(done));
 }
 
-struct JobsService::Watch {
-  std::string id;
-  std::shared_ptr<CancelToken> cancel;
-  std::function<bool(const std::string&)> send;
-  std::function<void()> end;
-  std::string last;
-  std::chrono::steady_clock::time_point last_sent;
-};
+JobsService::JobsService(JobStore* store, InferenceService* inference)
+    : store_(store),
+      inference_(inference),
+      watcher_(kMaxWatches, fmt::format("{} job watches are open; poll GET /v1/jobs/{{id}}?wait=30s instead",
+                                        kMaxWatches)) {}
 
-JobsService::JobsService(JobStore* store, InferenceService* inference) : store_(store), inference_(inference) {}
-
-JobsService::~JobsService() {
-  {
-    std::lock_guard lock(watch_mu_);
-    watch_stopping_ = true;
-  }
-  watch_cv_.notify_all();
-  if (watch_thread_.joinable()) watch_thread_.join();
-  for (auto& w : watches_) w->end();
-}
+JobsService::~JobsService() = default;
 
 Status JobsService::WatchJob(const std::string& id, std::shared_ptr<CancelToken> cancel,
                              std::function<bool(const std::string&)> send, std::function<void()> end) {
-  bool final_state = false;
-  FERRY_ASSIGN_OR_RETURN(std::optional<std::string> job, ReadJobJson(*store_, id, &final_state));
-  if (!job) return NotFound(fmt::format("no job '{}'", id.substr(0, 64)));
-  {
-    std::lock_guard lock(watch_mu_);
-    if (watch_stopping_) return Unavailable("shutting down");
-    if (watches_.size() >= kMaxWatches) {
-      return Unavailable(fmt::format("{} job watches are open; poll GET /v1/jobs/{{id}}?wait=30s instead", kMaxWatches));
-    }
-  }
-  if (!send(*job) || final_state) {
-    end();
-    return Status::Ok();
-  }
-  auto watch = std::make_unique<Watch>(
-      Watch{id, std::move(cancel), std::move(send), std::move(end), std::move(*job), std::chrono::steady_clock::now()});
-  std::lock_guard lock(watch_mu_);
-  watches_.push_back(std::move(watch));
-  if (!watch_thread_.joinable()) watch_thread_ = std::thread([this] { WatchLoop(); });
-  watch_cv_.notify_all();
-  return Status::Ok();
-}
-
-void JobsService::WatchLoop() {
-  std::unique_lock lock(watch_mu_);
-  while (!watch_stopping_) {
-    std::vector<std::unique_ptr<Watch>> open = std::move(watches_);
-    watches_.clear();
-    lock.unlock();
-    std::vector<std::unique_ptr<Watch>> kept;
-    for (auto& w : open) {
-      bool final_state = false;
-      bool keep = !w->cancel->cancelled();
-      Result<std::optional<std::string>> job = keep ? ReadJobJson(*store_, w->id, &final_state)
-                                                    : Result<std::optional<std::string>>(std::nullopt);
-      const auto now = std::chrono::steady_clock::now();
-      if (!job.ok()) {
-        // A store that cannot be read now may be readable next tick; the watch stays.
-      } else if (!job->has_value()) {
-        keep = false;  // cancelled, or removed (retention) while watched
-      } else if (**job != w->last) {
-        keep = w->send(**job) && !final_state;
-        w->last = std::move(**job);
-        w->last_sent = now;
-      } else if (now - w->last_sent >= kWatchKeepAlive) {
-        keep = w->send(std::string());
-        w->last_sent = now;
-      }
-      if (keep) {
-        kept.push_back(std::move(w));
-      } else {
-        w->end();
-      }
-    }
-    lock.lock();
-    for (auto& w : kept) watches_.push_back(std::move(w));
-    watch_cv_.wait_for(lock, kWatchEvery, [&] { return watch_stopping_; });
-  }
+  return watcher_.Watch([this, id](bool* final_state) { return ReadJobJson(*store_, id, final_state); },
+                        fmt::format("no job '{}'", id.substr(0, 64)), std::move(cancel), std::move(send),
+                        std::move(end));
 }
 
 Result<std::string> JobsService::ResultJson(const std::string& id) { return store_->GetResult(id); }
@@ -325,7 +249,9 @@ Result<std::string> JobsService::ListJson(std::string_view status, std::string_v
 Result<std::string> JobsService::Cancel(const std::string& id) {
   FERRY_RETURN_IF_ERROR(store_->Cancel(id).status());
   if (on_cancelled_) on_cancelled_();
-  return JobJson(id, milliseconds(0));
+  FERRY_ASSIGN_OR_RETURN(std::optional<std::string> job, ReadJobJson(*store_, id, nullptr));
+  if (!job) return NotFound(fmt::format("no job '{}'", id.substr(0, 64)));
+  return std::move(*job);
 }
 
 JobExecutor JobsService::Executor() {
@@ -334,7 +260,8 @@ JobExecutor JobsService::Executor() {
       if (completions_ == nullptr) return done({Unavailable("this server has no language models"), "", true});
       const TextApi api = job.spec.kind == kKindChat ? TextApi::kChat : TextApi::kCompletions;
       auto channel = std::make_shared<JobGenerationChannel>(done);
-      Status started = completions_->Start(api, job.spec.request, job.spec.model, false, std::move(cancel), channel);
+      Status started = completions_->Start(api, job.spec.request, job.spec.model, false, std::move(cancel), channel,
+                                            Priority::kJob);
       if (!started.ok()) done({started, "", started.code() != StatusCode::kInvalidArgument});
       return;
     }

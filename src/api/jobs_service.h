@@ -14,6 +14,7 @@
 
 #include "api/completion_service.h"
 #include "api/inference_service.h"
+#include "api/json_watcher.h"
 #include "common/cancel_token.h"
 #include "jobs/job_runner.h"
 #include "jobs/job_store.h"
@@ -48,8 +49,9 @@ class JobsService {
   // The request is decoded and checked against the model now, so a job that could never run is a 4xx
   // here rather than a failed job later. Unknown keys are errors.
   Result<SubmittedJob> Submit(std::string_view body, std::string_view idempotency_key);
-  // GET /v1/jobs/{id}; with `wait` > 0, answers once the job is final or the wait is over.
-  Result<std::string> JobJson(const std::string& id, std::chrono::milliseconds wait);
+  // GET /v1/jobs/{id}: `done` gets the job now or, with `wait` > 0, once it is final or the wait is over
+  // (from the watch thread: a long-poll holds no thread). kNotFound (and no call) without the job.
+  Status JobJson(const std::string& id, std::chrono::milliseconds wait, std::function<void(Result<std::string>)> done);
   // GET /v1/jobs/{id}/events: calls `send` with the job (as JobJson shows it) now, then from the watch
   // thread after each change (an empty string every 15 s without one: a keep-alive), and `end` once it
   // is final, `send` returned false or `cancel` tripped. kNotFound (and no call) without the job;
@@ -78,15 +80,8 @@ class JobsService {
   std::function<void()> on_submitted_;
   std::function<void()> on_cancelled_;
 
-  // Every open watch is polled by one thread, so a watch holds no thread of its own.
-  struct Watch;
-  void WatchLoop();
-  std::mutex watch_mu_;
-  std::condition_variable watch_cv_;
-  std::vector<std::unique_ptr<Watch>> watches_;
-  bool watch_stopping_ = false;
-  std::thread watch_thread_;
   std::vector<IpNetwork> webhook_allowed_;
+  JsonWatcher watcher_;  // last: its thread stops before the rest goes
 };
 
 // "30s", "500ms", "2m" or plain seconds ("30") -> milliseconds; at most `max`.

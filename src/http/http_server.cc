@@ -8,6 +8,8 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstdio>
+#include <unistd.h>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <mutex>
 #include <thread>
@@ -42,6 +44,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadBody();
   void OnBody(beast::error_code ec, size_t bytes);
   void Dispatch();
+  void Handle(HttpRequest&& request);
   void Send(HttpResponse&& response, bool from_handler);
   void SendError(int status, std::string_view message);
   void OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, size_t bytes);
@@ -52,10 +55,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void WatchForDisconnect();
   void EndStream(bool client_gone);
   void Close();
+  // Uploads: the body goes to a file under `folder` instead of memory.
+  bool StartSpool(const std::string& folder, size_t limit);
+  void DropSpool();
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  // A route whose body goes to a file (uploads): the header moves from parser_ into this one.
+  std::optional<http::request_parser<http::file_body>> file_parser_;
+  std::string spool_path_;  // that file, until the handler takes it
   std::shared_ptr<http::response<http::string_body>> response_;
   std::shared_ptr<CancelToken> cancel_;
   std::shared_ptr<BodyStream> body_stream_;
@@ -197,7 +206,27 @@ class BeastServer final : public HttpServer {
 
 Session::Session(tcp::socket&& socket, BeastServer* server) : stream_(std::move(socket)), server_(server) {}
 
-Session::~Session() { server_->Unregister(this); }
+Session::~Session() {
+  DropSpool();
+  server_->Unregister(this);
+}
+
+void Session::DropSpool() {
+  file_parser_.reset();
+  if (!spool_path_.empty()) std::remove(spool_path_.c_str());
+  spool_path_.clear();
+}
+
+bool Session::StartSpool(const std::string& folder, size_t limit) {
+  static std::atomic<uint64_t> counter{0};
+  spool_path_ = fmt::format("{}/upload-{}-{}.part", folder, ::getpid(), counter.fetch_add(1));
+  file_parser_.emplace(std::move(*parser_));
+  file_parser_->body_limit(limit);
+  beast::error_code ec;
+  file_parser_->get().body().open(spool_path_.c_str(), beast::file_mode::write, ec);
+  if (ec) spdlog::warn("cannot spool an upload to {}: {}", spool_path_, ec.message());
+  return !ec;
+}
 
 void Session::Run() {
   net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
@@ -212,6 +241,7 @@ void Session::CloseIfIdle() {
 void Session::ReadHeader() {
   if (server_->draining()) return Close();
   idle_ = true;
+  DropSpool();
   parser_.emplace();
   const auto& opt = server_->options();
   // Beast counts the request line in its header limit; 414 and 431 are told apart in OnHeader.
@@ -256,9 +286,13 @@ void Session::OnHeader(beast::error_code ec, size_t) {
                                       *parser_->content_length(), limit));
   }
   parser_->body_limit(limit);
-  if (req[http::field::expect] == "100-continue") {
+  const std::string spool = server_->handler()->SpoolFolder(
+      std::string_view(req.method_string().data(), req.method_string().size()), target.substr(0, target.find('?')));
+  const bool expect_continue = req[http::field::expect] == "100-continue";
+  if (!spool.empty() && !StartSpool(spool, limit)) return SendError(503, "cannot store the upload now");
+  if (expect_continue) {
     // Answer at once: clients such as curl otherwise wait a second before sending the body.
-    auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
+    auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
     stream_.expires_after(opt.write_timeout);
     http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, size_t) {
       if (ec) return self->Close();
@@ -270,6 +304,12 @@ void Session::OnHeader(beast::error_code ec, size_t) {
 }
 
 void Session::ReadBody() {
+  if (file_parser_) {
+    if (file_parser_->is_done()) return Dispatch();
+    stream_.expires_after(server_->options().body_timeout);
+    http::async_read(stream_, buffer_, *file_parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    return;
+  }
   if (parser_->is_done()) return Dispatch();
   // Beast reads max(512, free capacity) bytes per call: without room, a 602 KB body took ~1,200 reads.
   buffer_.reserve(std::min<size_t>(parser_->content_length().value_or(65536), 65536));
@@ -288,9 +328,8 @@ void Session::OnBody(beast::error_code ec, size_t) {
   Dispatch();
 }
 
-void Session::Dispatch() {
-  stream_.expires_never();  // the handler may take as long as the model does; it has its own timeouts
-  auto& req = parser_->get();
+template <class Fields>
+HttpRequest ToHttpRequest(const http::header<true, Fields>& req) {
   HttpRequest request;
   request.method = std::string(req.method_string());
   request.target = std::string(req.target());
@@ -300,6 +339,21 @@ void Session::Dispatch() {
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     request.headers.emplace_back(std::move(name), std::string(field.value()));
   }
+  return request;
+}
+
+void Session::Dispatch() {
+  stream_.expires_never();  // the handler may take as long as the model does; it has its own timeouts
+  if (file_parser_) {
+    HttpRequest request = ToHttpRequest(file_parser_->get());
+    beast::error_code ec;
+    file_parser_->get().body().file().close(ec);
+    file_parser_.reset();
+    request.body_file = std::exchange(spool_path_, std::string());  // the handler removes it
+    return Handle(std::move(request));
+  }
+  auto& req = parser_->get();
+  HttpRequest request = ToHttpRequest(req);
   request.body = std::make_shared<const std::string>(std::move(req.body()));
   if (beast::websocket::is_upgrade(req)) {
     // The WebSocket session takes the socket; this session ends without answering.
@@ -307,6 +361,10 @@ void Session::Dispatch() {
                           server_->options());
     return;
   }
+  Handle(std::move(request));
+}
+
+void Session::Handle(HttpRequest&& request) {
   cancel_ = CancelToken::Create();
   ++server_->in_flight();
   exchange_done_ = false;

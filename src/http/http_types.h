@@ -18,6 +18,9 @@ struct HttpRequest {
   std::string target;  // raw request target: path and query
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::shared_ptr<const std::string> body = std::make_shared<const std::string>();
+  // For a route whose handler asked for it (HttpHandler::SpoolFolder): the file the body was written
+  // to instead of `body`. The handler owns it and removes it.
+  std::string body_file;
 
   // The first header with this (lower-case) name, or nullptr.
   const std::string* Header(std::string_view lower_name) const {
@@ -97,6 +100,9 @@ class HttpHandler {
   virtual ~HttpHandler() = default;
   // Body limit for this request, decided from the request line before the body is read.
   virtual size_t BodyLimit(std::string_view method, std::string_view path) const = 0;
+  // A folder to write this request's body to, as a file, instead of holding it in memory (uploads of
+  // up to BodyLimit bytes); empty for memory.
+  virtual std::string SpoolFolder(std::string_view method, std::string_view path) const { return {}; }
   virtual void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) = 0;
   // The front end refused a request itself (limits, parse errors), for metrics.
   virtual void OnRejected(int status) {}

@@ -13,23 +13,6 @@ namespace {
 constexpr std::chrono::milliseconds kMaxWait{30'000};
 constexpr int64_t kDefaultPageSize = 50;
 
-// The value of `name` in the query string, or nullopt. Values are taken as sent (no percent-decoding:
-// job ids, states, page tokens and model names need none).
-std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
-  const size_t q = target.find('?');
-  if (q == std::string_view::npos) return std::nullopt;
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
-}
-
 Result<int64_t> PageSize(std::optional<std::string_view> text) {
   if (!text) return kDefaultPageSize;
   int64_t v = 0;
@@ -53,17 +36,15 @@ bool ServingRouter::IsJobEventsGet(std::string_view method, std::string_view pat
   return method == "GET" && path.starts_with("/v1/jobs/") && path.ends_with("/events");
 }
 
-void ServingRouter::StreamJobEvents(const std::string& id, std::shared_ptr<CancelToken> cancel,
-                                    HttpResponder& respond) {
+void StreamWatchEvents(ThreadPool& pool, std::string event, WatchStart start, HttpResponder& respond) {
   HttpResponder shared = respond;
-  const bool posted = jobs_pool_.Post([this, id, cancel = std::move(cancel), shared] {
+  const bool posted = pool.Post([event = std::move(event), start = std::move(start), shared] {
     auto stream = std::make_shared<BodyStream>();
     bool head_sent = false;
-    // The first event is sent on this thread (the head goes with it, once the job is known to exist);
-    // later ones from the watch thread.
-    Status s = jobs_->WatchJob(
-        id, cancel,
-        [stream, shared, head_sent](const std::string& job) mutable {
+    // The first event is sent on this thread (the head goes with it, once the object is known to
+    // exist); later ones from the watch thread.
+    Status s = start(
+        [stream, shared, head_sent, event](const std::string& json) mutable {
           if (!head_sent) {
             head_sent = true;
             HttpResponse r;
@@ -72,13 +53,20 @@ void ServingRouter::StreamJobEvents(const std::string& id, std::shared_ptr<Cance
             r.stream = stream;
             shared(std::move(r));
           }
-          return stream->Write(job.empty() ? std::string(": keep-alive\n\n")
-                                           : fmt::format("event: status\ndata: {}\n\n", job));
+          return stream->Write(json.empty() ? std::string(": keep-alive\n\n")
+                                            : fmt::format("event: {}\ndata: {}\n\n", event, json));
         },
         [stream] { stream->End(); });
     if (!s.ok()) shared(ErrorResponse(s));
   });
-  if (!posted) respond(ErrorResponse(Unavailable("too many job requests in progress")));
+  if (!posted) respond(ErrorResponse(Unavailable("too many requests in progress")));
+}
+
+void ServingRouter::StreamJobEvents(const std::string& id, std::shared_ptr<CancelToken> cancel,
+                                    HttpResponder& respond) {
+  StreamWatchEvents(jobs_pool_, "status", [this, id, cancel](auto send, auto end) {
+    return jobs_->WatchJob(id, cancel, std::move(send), std::move(end));
+  }, respond);
 }
 
 void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
@@ -121,7 +109,14 @@ void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::shared_ptr<Cance
         if (!parsed.ok()) return respond(ErrorResponse(parsed.status()));
         wait = *parsed;
       }
-      work = [this, id, wait] { return FromResult(jobs_->JobJson(id, wait)); };
+      // The pool thread only reads the job once; a long-poll then waits on the watch thread.
+      HttpResponder shared = respond;
+      auto poll = [this, id, wait, shared] {
+        Status s = jobs_->JobJson(id, wait, [shared](Result<std::string> job) { shared(FromResult(job)); });
+        if (!s.ok()) shared(ErrorResponse(s));
+      };
+      if (!jobs_pool_.Post(std::move(poll))) respond(ErrorResponse(Unavailable("too many job requests in progress")));
+      return;
     } else if (method == "DELETE") {
       work = [this, id] { return FromResult(jobs_->Cancel(id)); };
     } else {

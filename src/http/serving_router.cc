@@ -30,6 +30,21 @@ HttpResponse Json(int status, std::string body) { return JsonResponse(status, st
 
 }  // namespace
 
+std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
 HttpResponse FromResult(const Result<std::string>& result) {
   return result.ok() ? Json(200, result.value()) : ErrorResponse(result.status());
 }
@@ -58,13 +73,15 @@ HttpResponse ErrorResponse(const Status& status, std::string body) {
 }
 
 ServingRouter::ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin,
-                             ServingMetrics* metrics, JobsService* jobs, CompletionService* completions)
+                             ServingMetrics* metrics, JobsService* jobs, CompletionService* completions,
+                             BatchService* batches)
     : options_(options), inference_(inference), admin_(admin), metrics_(metrics), jobs_(jobs),
-      completions_(completions) {}
+      completions_(completions), batches_(batches) {}
 
 ServingRouter::~ServingRouter() {
   admin_pool_.Stop();
   jobs_pool_.Stop();
+  batch_pool_.Stop();
 }
 
 size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) const {
@@ -72,6 +89,7 @@ size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) 
     return options_.max_infer_body_bytes;
   }
   if (IsTextGenerationPost(method, path)) return options_.max_text_body_bytes;
+  if (method == "POST" && path == "/v1/files" && batches_ != nullptr) return options_.max_upload_bytes;
   return options_.max_other_body_bytes;
 }
 
@@ -98,12 +116,13 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
     return HandleJobsRoute(std::move(request), std::move(cancel), parts, counted);
   }
+  if (IsBatchRoute(parts)) return HandleBatchRoute(std::move(request), std::move(cancel), parts, counted);
   if (IsCompletionRoute(parts)) return HandleCompletionRoute(std::move(request), parts, cancel, counted);
   if (IsFrameRoute(parts)) return HandleFrameRoute(parts[3], counted);
   if (parts.empty() || parts[0] != "v2") {
     return counted(Json(404, EncodeErrorJson(
         "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "
-        "/v1/jobs and /metrics")));
+        "/v1/jobs, /v1/batches, /v1/files and /metrics")));
   }
   if (parts.size() == 1) {
     if (method != "GET") return counted(MethodNotAllowed("GET"));

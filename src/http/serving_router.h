@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "api/admin_service.h"
+#include "api/batch_service.h"
 #include "api/completion_service.h"
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
@@ -17,16 +18,20 @@ struct RouterOptions {
   size_t max_infer_body_bytes = 64 * 1024 * 1024;
   size_t max_other_body_bytes = 64 * 1024;
   size_t max_text_body_bytes = 8 * 1024 * 1024;  // completions and generate: prompts, not tensors
+  size_t max_upload_bytes = size_t{1} << 30;     // POST /v1/files, spooled to disk, never held in memory
+  std::string upload_spool_dir;                  // where uploads are spooled (the data folder's uploads/)
 };
 
 class ServingRouter final : public HttpHandler {
  public:
   // `jobs` and `completions` may be null: their routes then answer 404.
   ServingRouter(RouterOptions options, InferenceService* inference, AdminService* admin, ServingMetrics* metrics,
-                JobsService* jobs = nullptr, CompletionService* completions = nullptr);
+                JobsService* jobs = nullptr, CompletionService* completions = nullptr,
+                BatchService* batches = nullptr);
   ~ServingRouter() override;
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override;
+  std::string SpoolFolder(std::string_view method, std::string_view path) const override;
   void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) override;
   void OnRejected(int status) override;
   bool WatchForDisconnect(const HttpRequest& request) const override;
@@ -46,6 +51,11 @@ class ServingRouter final : public HttpHandler {
   // GET /v1/jobs/{id}/events: the job's status changes as Server-Sent Events, until it is final.
   void StreamJobEvents(const std::string& id, std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
   static bool IsJobEventsGet(std::string_view method, std::string_view path);
+  // /v1/files..., /v1/batches... (batch_routes.cc).
+  static bool IsBatchRoute(const std::vector<std::string_view>& parts);
+  void HandleBatchRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
+                        std::vector<std::string_view>& parts, HttpResponder& respond);
+  void StreamBatchEvents(const std::string& id, std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
   // /v1/models, /v1/completions, /v1/chat/completions, /v1/ws/generate (completion_routes.cc).
   static bool IsCompletionRoute(const std::vector<std::string_view>& parts);
   // /v1/ws/frames/{model}: a camera's frames in, one result per frame out (frame_routes.cc).
@@ -66,11 +76,19 @@ class ServingRouter final : public HttpHandler {
   ServingMetrics* metrics_;
   JobsService* jobs_;
   CompletionService* completions_;
+  BatchService* batches_;
   // Management calls block until a model settles: never on an I/O thread.
   ThreadPool admin_pool_{1, 16};
   // Job calls wait for store commits and long-polls: never on an I/O thread. A full queue answers 503.
   ThreadPool jobs_pool_{8, 256};
+  // Batch and file calls read and write files: their own pool, so an upload never holds up a job call.
+  ThreadPool batch_pool_{2, 64};
 };
+
+// Starts a watch on `pool` and streams what it sends as Server-Sent Events named `event` (an empty
+// string as a keep-alive comment), ending the stream when the watch ends.
+using WatchStart = std::function<Status(std::function<bool(const std::string&)> send, std::function<void()> end)>;
+void StreamWatchEvents(ThreadPool& pool, std::string event, WatchStart start, HttpResponder& respond);
 
 // Renders a Status as an HTTP error response ({"error": ...}, Retry-After when it applies).
 HttpResponse ErrorResponse(const Status& status);
@@ -80,5 +98,8 @@ HttpResponse JsonResponse(int status, std::string body);
 // 200 with the JSON body, or the error response of the Status.
 HttpResponse FromResult(const Result<std::string>& result);
 HttpResponse MethodNotAllowed(std::string_view allowed);
+// The value of `name` in a request target's query string, or nullopt. Values are taken as sent (no
+// percent-decoding: ids, states, page tokens, cursors and model names need none).
+std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name);
 
 }  // namespace ferry

@@ -63,6 +63,14 @@ ServingMetrics::ServingMetrics()
                    .Help("Run time of each job attempt").Register(*registry_)),
       job_attempts_(prometheus::BuildCounter().Name("ferry_job_attempts_total")
                         .Help("Job attempts by how they ended").Register(*registry_)),
+      batch_records_(prometheus::BuildCounter().Name("ferry_batch_records_total")
+                         .Help("Batch records written, by outcome (completed, failed)").Register(*registry_)),
+      batch_runs_(prometheus::BuildCounter().Name("ferry_batch_runs_total")
+                      .Help("Batch runs that ended, by the state they left the batch in").Register(*registry_)),
+      batch_run_seconds_(prometheus::BuildHistogram().Name("ferry_batch_run_duration_seconds")
+                             .Help("Duration of each batch run").Register(*registry_)),
+      batches_running_(prometheus::BuildGauge().Name("ferry_batches_running")
+                           .Help("Batches running now").Register(*registry_)),
       webhook_deliveries_(prometheus::BuildCounter().Name("ferry_webhook_deliveries_total")
                               .Help("Webhook delivery attempts by outcome (delivered, retry, failed, disabled)")
                               .Register(*registry_)),
@@ -136,6 +144,24 @@ void ServingMetrics::SetJobCount(const std::string& state, double count) {
 void ServingMetrics::ObserveJobStart(const std::string& model, double submit_to_start_seconds) {
   std::lock_guard lock(mu_);
   job_start_delay_.Add({{"model", model}}, SecondBuckets()).Observe(submit_to_start_seconds);
+}
+
+void ServingMetrics::CountBatchRecords(int64_t completed, int64_t failed) {
+  std::lock_guard lock(mu_);
+  if (completed > 0) batch_records_.Add({{"outcome", "completed"}}).Increment(static_cast<double>(completed));
+  if (failed > 0) batch_records_.Add({{"outcome", "failed"}}).Increment(static_cast<double>(failed));
+}
+
+void ServingMetrics::ObserveBatchRun(const std::string& state, double seconds) {
+  std::lock_guard lock(mu_);
+  batch_runs_.Add({{"state", state}}).Increment();
+  batch_run_seconds_.Add({}, prometheus::Histogram::BucketBoundaries{1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600})
+      .Observe(seconds);
+}
+
+void ServingMetrics::SetBatchesRunning(double count) {
+  std::lock_guard lock(mu_);
+  batches_running_.Add({}).Set(count);
 }
 
 void ServingMetrics::ObserveWebhookAttempt(const std::string& outcome, double seconds) {

@@ -55,6 +55,12 @@ class ServingMetrics {
   void SetJobCount(const std::string& state, double count);
   void ObserveJobStart(const std::string& model, double submit_to_start_seconds);
   void ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome);
+  // Batches: records written by outcome ("completed", "failed"), runs that ended by the state they left
+  // their batch in ("completed", "failed", "cancelled", or "in_progress" for a run stopped by a drain)
+  // with their duration, and the batches running now.
+  void CountBatchRecords(int64_t completed, int64_t failed);
+  void ObserveBatchRun(const std::string& state, double seconds);
+  void SetBatchesRunning(double count);
   // One webhook delivery attempt: "delivered", "retry", "failed" or "disabled".
   void ObserveWebhookAttempt(const std::string& outcome, double seconds);
   LanguageModelMetrics& ForLanguageModel(const std::string& model);
@@ -80,6 +86,10 @@ class ServingMetrics {
   prometheus::Family<prometheus::Histogram>& job_start_delay_;
   prometheus::Family<prometheus::Histogram>& job_run_;
   prometheus::Family<prometheus::Counter>& job_attempts_;
+  prometheus::Family<prometheus::Counter>& batch_records_;
+  prometheus::Family<prometheus::Counter>& batch_runs_;
+  prometheus::Family<prometheus::Histogram>& batch_run_seconds_;
+  prometheus::Family<prometheus::Gauge>& batches_running_;
   prometheus::Family<prometheus::Counter>& webhook_deliveries_;
   prometheus::Family<prometheus::Histogram>& webhook_attempt_;
   prometheus::Family<prometheus::Histogram>& llm_ttft_;

@@ -134,8 +134,10 @@ Status DynamicBatcher::Submit(InferenceTask&& task) {
   {
     std::lock_guard lock(mu_);
     if (draining_) return Unavailable("the model version is unloading");
-    // Online and background work are bounded separately, so a job backlog never fills the online queue.
-    std::deque<Queued>& queue = task.priority == Priority::kOnline ? queue_ : background_;
+    // Each priority class is bounded separately, so a job or batch backlog never fills the online queue.
+    std::deque<Queued>& queue = task.priority == Priority::kOnline ? queue_
+                                : task.priority == Priority::kJob  ? background_
+                                                                   : bulk_;
     if (queue.size() >= options_.max_queue_size) {
       return Unavailable(fmt::format("the model's queue is full ({} requests)", options_.max_queue_size));
     }
@@ -148,7 +150,7 @@ Status DynamicBatcher::Submit(InferenceTask&& task) {
 
 size_t DynamicBatcher::QueueDepth() const {
   std::lock_guard lock(mu_);
-  return queue_.size() + background_.size();
+  return queue_.size() + background_.size() + bulk_.size();
 }
 
 void DynamicBatcher::Drain() {
@@ -163,7 +165,7 @@ void DynamicBatcher::Drain() {
 }
 
 void DynamicBatcher::TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expired) {
-  for (std::deque<Queued>* queue : {&queue_, &background_}) {
+  for (std::deque<Queued>* queue : {&queue_, &background_, &bulk_}) {
     for (auto it = queue->begin(); it != queue->end();) {
       const InferenceTask& t = it->task;
       if ((t.cancel && t.cancel->cancelled()) || (t.deadline && now >= *t.deadline)) {
@@ -190,13 +192,14 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
         const SteadyTime now = options_.clock->Now();
         TakeExpiredLocked(now, &expired);
         if (!expired.empty()) break;  // complete them outside the lock first
-        if (queue_.empty() && background_.empty()) {
+        if (queue_.empty() && background_.empty() && bulk_.empty()) {
           if (draining_) return;
           cv_.wait(lock);
           continue;
         }
-        // Background (job) work runs only while no online request waits; the two never share a batch.
-        std::deque<Queued>& queue = queue_.empty() ? background_ : queue_;
+        // Job work runs only while no online request waits, and bulk (batch) work only while neither
+        // does; the classes never share a batch.
+        std::deque<Queued>& queue = !queue_.empty() ? queue_ : !background_.empty() ? background_ : bulk_;
         head.clear();
         const size_t look = std::min<size_t>(queue.size(), static_cast<size_t>(planner_.options().max_batch_size));
         for (size_t i = 0; i < look; ++i) {

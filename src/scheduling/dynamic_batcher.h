@@ -1,6 +1,6 @@
 #pragma once
-// Per-model-version scheduler for tensor models: bounded queues (online, and background for jobs, which
-// runs only when no online request waits) in front of one executor thread per model instance. Each
+// Per-model-version scheduler for tensor models: bounded queues (online; jobs, which run only when no
+// online request waits; bulk batch records, which run only when neither waits) in front of one executor thread per model instance. Each
 // executor takes a batch planned by BatchPlanner, concatenates the tasks' inputs along the batch
 // dimension, runs the instance once and splits the outputs back per task.
 // Thread-safe.
@@ -19,7 +19,7 @@ namespace ferry {
 
 struct DynamicBatcherOptions {
   BatchPlannerOptions planner;
-  size_t max_queue_size = 64;     // tasks per queue (online, background); Submit says Unavailable beyond it
+  size_t max_queue_size = 64;     // tasks per queue (online, job, bulk); Submit says Unavailable beyond it
   bool model_has_batch_dim = true;  // false: inputs are passed through untouched, one task per run
   const Clock* clock = &Clock::Real();
 };
@@ -55,7 +55,8 @@ class DynamicBatcher final : public Scheduler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Queued> queue_;       // Priority::kOnline
-  std::deque<Queued> background_;  // every other priority: runs only while queue_ is empty
+  std::deque<Queued> background_;  // Priority::kJob: runs only while queue_ is empty
+  std::deque<Queued> bulk_;        // Priority::kBulk: runs only while both others are empty
   bool draining_ = false;
 };
 

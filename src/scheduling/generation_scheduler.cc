@@ -95,11 +95,12 @@ Status GenerationScheduler::Generate(GenerationRequest&& request) {
   {
     std::lock_guard lock(mu_);
     if (draining_) return Unavailable(fmt::format("model '{}' is unloading", options_.model_name));
-    if (waiting_.size() >= options_.max_waiting) {
+    auto& queue = waiting_[static_cast<size_t>(waiting->request.priority)];
+    if (queue.size() >= options_.max_waiting) {
       return Unavailable(fmt::format("model '{}' has {} requests waiting for a slot; retry later", options_.model_name,
-                                     waiting_.size()));
+                                     queue.size()));
     }
-    waiting_.push_back(std::move(waiting));
+    queue.push_back(std::move(waiting));
   }
   cv_.notify_one();
   return Status::Ok();
@@ -107,7 +108,11 @@ Status GenerationScheduler::Generate(GenerationRequest&& request) {
 
 size_t GenerationScheduler::QueueDepth() const {
   std::lock_guard lock(mu_);
-  return waiting_.size();
+  return WaitingLocked();
+}
+
+size_t GenerationScheduler::WaitingLocked() const {
+  return waiting_[0].size() + waiting_[1].size() + waiting_[2].size();
 }
 
 void GenerationScheduler::Drain() {
@@ -123,10 +128,19 @@ void GenerationScheduler::Loop() {
   while (true) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return draining_ || !waiting_.empty() || running_ > 0; });
-      if (draining_ && waiting_.empty() && running_ == 0) return;
+      cv_.wait(lock, [&] { return draining_ || WaitingLocked() > 0 || running_ > 0; });
+      if (draining_ && WaitingLocked() == 0 && running_ == 0) return;
     }
-    Step();
+    try {
+      Step();
+    } catch (const std::exception& e) {
+      // The runtime must not throw; if it does, the requests in its slots fail and the loop lives on.
+      spdlog::error("model '{}': generation step failed: {}", options_.model_name, e.what());
+      FailAll(Internal(fmt::format("generation failed: {}", e.what())));
+    } catch (...) {
+      spdlog::error("model '{}': generation step failed", options_.model_name);
+      FailAll(Internal("generation failed"));
+    }
   }
 }
 
@@ -177,23 +191,34 @@ void GenerationScheduler::EmitToken(Slot& slot, TokenId token, SteadyTime now) {
   slot.next = token;
 }
 
-bool GenerationScheduler::Step() {
+void GenerationScheduler::FailAll(const Status& error) {
+  for (auto& slot : slots_) {
+    if (slot->busy()) Finish(*slot, error);
+  }
+  ReportOccupancy();
+}
+
+int32_t GenerationScheduler::Admit() {
   std::vector<std::unique_ptr<Waiting>> dropped;
   {
     std::lock_guard lock(mu_);
     // Requests whose client left while waiting are answered now, not when a slot frees.
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      if (IsCancelled((*it)->request.cancel)) {
-        dropped.push_back(std::move(*it));
-        it = waiting_.erase(it);
-      } else {
-        ++it;
+    for (auto& queue : waiting_) {
+      for (auto it = queue.begin(); it != queue.end();) {
+        if (IsCancelled((*it)->request.cancel)) {
+          dropped.push_back(std::move(*it));
+          it = queue.erase(it);
+        } else {
+          ++it;
+        }
       }
     }
     for (auto& slot : slots_) {
-      if (slot->busy() || waiting_.empty()) continue;
-      slot->work = std::move(waiting_.front());
-      waiting_.pop_front();
+      if (slot->busy()) continue;
+      auto* queue = std::find_if(std::begin(waiting_), std::end(waiting_), [](auto& q) { return !q.empty(); });
+      if (queue == std::end(waiting_)) break;
+      slot->work = std::move(queue->front());
+      queue->pop_front();
       ++running_;
     }
   }
@@ -217,13 +242,12 @@ bool GenerationScheduler::Step() {
     }
     ++running;
   }
-  // Before any token of a newly admitted request goes out, so that a client never sees its text
-  // before the gauges count it.
-  ReportOccupancy();
-  if (running == 0) return false;
+  return running;
+}
 
-  // One decode: the next token of every generating sequence first (they are what users are waiting
-  // on), then prompt chunks of the others with what room is left.
+int32_t GenerationScheduler::BuildBatch() {
+  // The next token of every generating sequence first (they are what users are waiting on), then
+  // prompt chunks of the others with what room is left.
   batch_.clear();
   int32_t budget = model_->max_batch_tokens();
   int32_t sequences = 0;
@@ -251,19 +275,10 @@ bool GenerationScheduler::Step() {
     budget -= static_cast<int32_t>(take);
     ++sequences;
   }
-  if (batch_.empty()) return false;
+  return sequences;
+}
 
-  Status decoded = model_->Decode(batch_);
-  if (!decoded.ok()) {
-    spdlog::error("model '{}': decode of {} tokens failed: {}", options_.model_name, batch_.size(), decoded.message());
-    for (auto& slot : slots_) {
-      if (slot->busy()) Finish(*slot, decoded);
-    }
-    ReportOccupancy();
-    return true;
-  }
-  if (options_.observer) options_.observer->OnDecodeStep(sequences, static_cast<int32_t>(batch_.size()));
-
+void GenerationScheduler::SampleAll() {
   const SteadyTime done = std::chrono::steady_clock::now();
   for (auto& slot : slots_) {
     if (!slot->busy() || slot->in_batch == 0) continue;
@@ -278,6 +293,24 @@ bool GenerationScheduler::Step() {
     const TokenId token = slot->sampler->Sample(slot->logits_index);
     EmitToken(*slot, token, done);
   }
+}
+
+bool GenerationScheduler::Step() {
+  const int32_t running = Admit();
+  // Before any token of a newly admitted request goes out, so that a client never sees its text
+  // before the gauges count it.
+  ReportOccupancy();
+  if (running == 0) return false;
+  const int32_t sequences = BuildBatch();
+  if (batch_.empty()) return false;
+  Status decoded = model_->Decode(batch_);
+  if (!decoded.ok()) {
+    spdlog::error("model '{}': decode of {} tokens failed: {}", options_.model_name, batch_.size(), decoded.message());
+    FailAll(decoded);
+    return true;
+  }
+  if (options_.observer) options_.observer->OnDecodeStep(sequences, static_cast<int32_t>(batch_.size()));
+  SampleAll();
   ReportOccupancy();
   return true;
 }
@@ -289,7 +322,7 @@ void GenerationScheduler::ReportOccupancy() {
   int32_t waiting = 0;
   {
     std::lock_guard lock(mu_);
-    waiting = static_cast<int32_t>(waiting_.size());
+    waiting = static_cast<int32_t>(WaitingLocked());
   }
   options_.observer->OnOccupancy(running, waiting);
 }

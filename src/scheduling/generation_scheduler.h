@@ -16,6 +16,7 @@
 #include "backend/language_model.h"
 #include "common/cancel_token.h"
 #include "scheduling/scheduler.h"
+#include "scheduling/task.h"
 
 namespace ferry {
 
@@ -47,6 +48,9 @@ struct GenerationRequest {
   int32_t max_tokens = -1;            // -1: until the end token or the context is full
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  // Free slots go to online requests first, then jobs, then bulk (batch) work; each class waits in a
+  // queue of its own, bounded apart (max_waiting each), so a backlog of one never refuses another.
+  Priority priority = Priority::kOnline;
   std::shared_ptr<CancelToken> cancel;  // may be null
   std::shared_ptr<GenerationSink> sink;
 };
@@ -65,7 +69,7 @@ class GenerationObserver {
 
 struct GenerationSchedulerOptions {
   std::string model_name;     // for log lines
-  size_t max_waiting = 64;    // requests waiting for a slot; Generate says Unavailable beyond it
+  size_t max_waiting = 64;    // requests waiting for a slot, per priority class; Unavailable beyond it
   std::shared_ptr<GenerationObserver> observer;  // may be null
 };
 
@@ -97,6 +101,17 @@ class GenerationScheduler final : public Scheduler {
   void Loop();
   // One iteration: admit, drop cancelled, decode, sample. False when there was nothing to do.
   bool Step();
+  // Answers waiting requests whose client left and moves waiting requests into free slots, highest
+  // priority first; returns how many slots are busy.
+  int32_t Admit();
+  // Fills batch_: the next token of every generating sequence, then prompt chunks; returns the number
+  // of sequences in it.
+  int32_t BuildBatch();
+  // After a decode: advances each sequence and samples the ones generating.
+  void SampleAll();
+  // Ends every busy slot with `error` (a failed decode, an exception from the runtime).
+  void FailAll(const Status& error);
+  size_t WaitingLocked() const;
   void Finish(Slot& slot, Result<GenerationStats> outcome);
   void EmitToken(Slot& slot, TokenId token, SteadyTime now);
   void ReportOccupancy();
@@ -109,7 +124,7 @@ class GenerationScheduler final : public Scheduler {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::unique_ptr<Waiting>> waiting_;
+  std::deque<std::unique_ptr<Waiting>> waiting_[3];  // by Priority: online, job, bulk
   bool draining_ = false;
   int32_t running_ = 0;  // slots busy, for the idle wait
   std::thread thread_;

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "server/batch_command.h"
 #include "server/server.h"
 
 namespace ferry {
@@ -36,6 +37,12 @@ struct ServeFlags {
   int64_t webhook_timeout_ms = 10'000;
   int64_t webhook_backoff_ms = 5'000;
   int64_t webhook_max_attempts = 8;
+  std::string batch_input_root;
+  std::string batch_output_root;
+  size_t batch_concurrency = 2;
+  size_t max_upload_mb = 1024;
+  int64_t batch_checkpoint_records = 2000;
+  double batch_checkpoint_secs = 2;
   bool verbose = false;
 };
 
@@ -68,6 +75,12 @@ int Serve(const ServeFlags& f) {
   options.webhook_timeout = std::chrono::milliseconds(f.webhook_timeout_ms);
   options.webhook_backoff = std::chrono::milliseconds(f.webhook_backoff_ms);
   options.webhook_max_attempts = f.webhook_max_attempts;
+  options.batch_input_root = f.batch_input_root;
+  options.batch_output_root = f.batch_output_root;
+  options.batch_concurrency = f.batch_concurrency;
+  options.batch_checkpoint_records = f.batch_checkpoint_records;
+  options.batch_checkpoint_interval = std::chrono::milliseconds(static_cast<int64_t>(f.batch_checkpoint_secs * 1000));
+  options.router.max_upload_bytes = f.max_upload_mb * 1024 * 1024;
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
   sigset_t signals;
@@ -101,6 +114,27 @@ int Serve(const ServeFlags& f) {
   const bool clean = (*server)->Drain();
   spdlog::info("stopped");
   return clean ? 0 : 1;
+}
+
+void AddBatchFlags(CLI::App* serve, ServeFlags& f) {
+  serve->add_option("--batch-input-root", f.batch_input_root,
+                    "Folder batches may read inputs from by path (POST /v1/batches 'input'); off when empty");
+  serve->add_option("--batch-output-root", f.batch_output_root,
+                    "Folder batches may write outputs to by path ('output'); by default outputs stay in the data "
+                    "folder and are fetched through /v1/files");
+  serve->add_option("--batch-concurrency", f.batch_concurrency, "Batches run at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--batch-checkpoint-records", f.batch_checkpoint_records,
+                    "A running batch commits a checkpoint every N records ...")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--batch-checkpoint-secs", f.batch_checkpoint_secs, "... or every S seconds")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--max-upload-mb", f.max_upload_mb, "Largest file upload (POST /v1/files), MiB")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
 }
 
 int ListModels(const std::string& root) {
@@ -167,7 +201,7 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--default-onnx-backend", f.default_onnx_backend,
                     "Backend for models whose config names none (opencv_dnn, openvino)")
       ->capture_default_str();
-  serve->add_option("--data-dir", f.data_dir, "Folder for Ferry's own data (the job store, jobs.db)")
+  serve->add_option("--data-dir", f.data_dir, "Folder for Ferry's own data: jobs.db, batches.db, uploaded files and batch outputs")
       ->capture_default_str();
   serve->add_option("--job-durability", f.job_durability,
                     "durable: a 202 means the job survives power loss (fsync per commit group); "
@@ -199,6 +233,7 @@ int RunCli(int argc, char** argv) {
                     "Attempts per delivery before it is marked failed (the result stays in the pull API)")
       ->check(CLI::Range(int64_t{1}, int64_t{30}))
       ->capture_default_str();
+  AddBatchFlags(serve, f);
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 
@@ -206,6 +241,7 @@ int RunCli(int argc, char** argv) {
   CLI::App* models = app.add_subcommand("models", "List the models of a repository and check their configs");
   models->add_option("--model-repository", models_root, "Repository folder")->capture_default_str();
   models->callback([&] { throw CLI::RuntimeError(ListModels(models_root)); });
+  AddBatchCommand(app);
 
   if (argc <= 1) {  // a bare `ferry` shows what it can do rather than only that something is missing
     std::cout << app.help();
@@ -213,8 +249,11 @@ int RunCli(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {  // a command ran: its exit code
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;  // usage errors are 2, as for most Unix tools
   }
   return 0;
 }

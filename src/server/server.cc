@@ -43,6 +43,20 @@ std::unique_ptr<BackendRegistry> MakeDefaultBackends() {
   return registry;
 }
 
+std::unique_ptr<BackendServableFactory> MakeServableFactory(BackendRegistry* backends,
+                                                           const std::string& default_onnx_backend,
+                                                           ServingMetrics* metrics) {
+  return std::make_unique<BackendServableFactory>(
+      backends, default_onnx_backend,
+      [metrics](const std::string& model) { return MakeGenerationMetricsObserver(metrics, model); },
+#if FERRY_WITH_OPENCV
+      CreateImagePreprocessor
+#else
+      nullptr
+#endif
+  );
+}
+
 Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   std::error_code ec;
   if (!std::filesystem::is_directory(options.model_repository, ec)) {
@@ -62,15 +76,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                        fmt::join(s->backends_->Names(), ", ")));
   }
   ServingMetrics* metrics = s->metrics_.get();
-  s->factory_ = std::make_unique<BackendServableFactory>(
-      s->backends_.get(), s->options_.default_onnx_backend,
-      [metrics](const std::string& model) { return MakeGenerationMetricsObserver(metrics, model); },
-#if FERRY_WITH_OPENCV
-      CreateImagePreprocessor
-#else
-      nullptr
-#endif
-  );
+  s->factory_ = MakeServableFactory(s->backends_.get(), s->options_.default_onnx_backend, metrics);
   ModelManagerOptions manager_options;
   manager_options.loader_threads = s->options_.loader_threads;
   manager_options.on_load = [metrics](const std::string& model, int64_t version, double seconds, const Status& st) {
@@ -83,73 +89,120 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
                                              s->repository_.get());
   if (s->options_.jobs_enabled) {
-    SqliteJobStoreOptions store_options;
-    store_options.path = s->options_.data_dir / "jobs.db";
-    store_options.durability = s->options_.job_durability;
-    store_options.max_active_jobs = s->options_.max_active_jobs;
-    Result<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(std::move(store_options));
-    if (!store.ok()) return store.status().WithContext("opening the job store (--data-dir)");
-    s->job_store_ = std::move(store).value();
-    s->jobs_ = std::make_unique<JobsService>(s->job_store_.get(), s->inference_.get());
-    std::vector<IpNetwork> allowed;
-    for (const std::string& cidr : s->options_.webhook_allow) {
-      Result<IpNetwork> network = ParseIpNetwork(cidr);
-      if (!network.ok()) return network.status().WithContext("--webhook-allow");
-      allowed.push_back(*network);
-    }
-    s->jobs_->set_webhook_allow_list(allowed);
-    WebhookDelivererOptions webhook_options;
-    webhook_options.allowed = std::move(allowed);
-    webhook_options.timeout = s->options_.webhook_timeout;
-    webhook_options.first_backoff = s->options_.webhook_backoff;
-    webhook_options.max_attempts = s->options_.webhook_max_attempts;
-    for (const std::string& entry : s->options_.webhook_resolve) {
-      const size_t eq = entry.find('=');
-      std::optional<IpAddress> address = eq == std::string::npos ? std::nullopt : ParseIpAddress(entry.substr(eq + 1));
-      if (eq == 0 || !address) {
-        return InvalidArgument(fmt::format("--webhook-resolve '{}': expected host=address", entry));
-      }
-      webhook_options.resolve[NormalizeHostName(entry.substr(0, eq))] = *address;
-    }
-    s->webhook_client_ = std::make_unique<WebhookClient>();
-    WebhookDelivererObserver webhook_observer;
-    webhook_observer.attempted = [metrics](const std::string& outcome, std::chrono::duration<double> took) {
-      metrics->ObserveWebhookAttempt(outcome, took.count());
-    };
-    s->webhook_deliverer_ = std::make_unique<WebhookDeliverer>(
-        s->job_store_.get(), s->webhook_client_->AsPost(),
-        [jobs = s->jobs_.get()](const WebhookDelivery& d) { return jobs->WebhookPayload(d); },
-        std::move(webhook_options), std::move(webhook_observer));
-    s->jobs_->set_on_cancelled([deliverer = s->webhook_deliverer_.get()] { deliverer->Wake(); });
-    JobRunnerOptions runner_options;
-    runner_options.concurrency = s->options_.job_concurrency;
-    JobRunnerObserver observer;
-    observer.started = [metrics](const Job& job) {
-      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch()).count();
-      metrics->ObserveJobStart(job.spec.model, std::max<int64_t>(0, now_ms - job.created_ms) / 1000.0);
-    };
-    observer.ended = [metrics, deliverer = s->webhook_deliverer_.get()](
-                         const std::string& model, std::chrono::duration<double> run, const std::string& outcome) {
-      metrics->ObserveJobEnd(model, run.count(), outcome);
-      deliverer->Wake();  // the job may now have a delivery to send
-    };
-    observer.counts = [metrics](const JobCounts& c) {
-      for (auto [state, n] : {std::pair{JobState::kQueued, c.queued}, {JobState::kRunning, c.running},
-                              {JobState::kSucceeded, c.succeeded}, {JobState::kFailed, c.failed},
-                              {JobState::kCancelled, c.cancelled}}) {
-        metrics->SetJobCount(std::string(JobStateName(state)), static_cast<double>(n));
-      }
-    };
-    s->job_runner_ = std::make_unique<JobRunner>(s->job_store_.get(), s->jobs_->Executor(), runner_options,
-                                                 std::move(observer));
-    s->jobs_->set_on_submitted([runner = s->job_runner_.get()] { runner->Wake(); });
-    s->jobs_->set_completions(s->completions_.get());
+    FERRY_RETURN_IF_ERROR(s->BuildJobs());
+    FERRY_RETURN_IF_ERROR(s->BuildBatches());
   }
+  s->options_.router.upload_spool_dir = (s->options_.data_dir / "uploads").string();
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
-                                               s->metrics_.get(), s->jobs_.get(), s->completions_.get());
+                                               s->metrics_.get(), s->jobs_.get(), s->completions_.get(),
+                                               s->batches_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
+}
+
+Status Server::BuildJobs() {
+  ServingMetrics* metrics = metrics_.get();
+  SqliteJobStoreOptions store_options;
+  store_options.path = options_.data_dir / "jobs.db";
+  store_options.durability = options_.job_durability;
+  store_options.max_active_jobs = options_.max_active_jobs;
+  Result<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(std::move(store_options));
+  if (!store.ok()) return store.status().WithContext("opening the job store (--data-dir)");
+  job_store_ = std::move(store).value();
+  jobs_ = std::make_unique<JobsService>(job_store_.get(), inference_.get());
+  std::vector<IpNetwork> allowed;
+  for (const std::string& cidr : options_.webhook_allow) {
+    Result<IpNetwork> network = ParseIpNetwork(cidr);
+    if (!network.ok()) return network.status().WithContext("--webhook-allow");
+    allowed.push_back(*network);
+  }
+  jobs_->set_webhook_allow_list(allowed);
+  WebhookDelivererOptions webhook_options;
+  webhook_options.allowed = std::move(allowed);
+  webhook_options.timeout = options_.webhook_timeout;
+  webhook_options.first_backoff = options_.webhook_backoff;
+  webhook_options.max_attempts = options_.webhook_max_attempts;
+  for (const std::string& entry : options_.webhook_resolve) {
+    const size_t eq = entry.find('=');
+    std::optional<IpAddress> address = eq == std::string::npos ? std::nullopt : ParseIpAddress(entry.substr(eq + 1));
+    if (eq == 0 || !address) {
+      return InvalidArgument(fmt::format("--webhook-resolve '{}': expected host=address", entry));
+    }
+    webhook_options.resolve[NormalizeHostName(entry.substr(0, eq))] = *address;
+  }
+  webhook_client_ = std::make_unique<WebhookClient>();
+  WebhookDelivererObserver webhook_observer;
+  webhook_observer.attempted = [metrics](const std::string& outcome, std::chrono::duration<double> took) {
+    metrics->ObserveWebhookAttempt(outcome, took.count());
+  };
+  webhook_deliverer_ = std::make_unique<WebhookDeliverer>(
+      job_store_.get(), webhook_client_->AsPost(),
+      [jobs = jobs_.get()](const WebhookDelivery& d) { return jobs->WebhookPayload(d); },
+      std::move(webhook_options), std::move(webhook_observer));
+  jobs_->set_on_cancelled([deliverer = webhook_deliverer_.get()] { deliverer->Wake(); });
+  JobRunnerOptions runner_options;
+  runner_options.concurrency = options_.job_concurrency;
+  JobRunnerObserver observer;
+  observer.started = [metrics](const Job& job) {
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+    metrics->ObserveJobStart(job.spec.model, std::max<int64_t>(0, now_ms - job.created_ms) / 1000.0);
+  };
+  observer.ended = [metrics, deliverer = webhook_deliverer_.get()](
+                       const std::string& model, std::chrono::duration<double> run, const std::string& outcome) {
+    metrics->ObserveJobEnd(model, run.count(), outcome);
+    deliverer->Wake();  // the job may now have a delivery to send
+  };
+  observer.counts = [metrics](const JobCounts& c) {
+    for (auto [state, n] : {std::pair{JobState::kQueued, c.queued}, {JobState::kRunning, c.running},
+                            {JobState::kSucceeded, c.succeeded}, {JobState::kFailed, c.failed},
+                            {JobState::kCancelled, c.cancelled}}) {
+      metrics->SetJobCount(std::string(JobStateName(state)), static_cast<double>(n));
+    }
+  };
+  job_runner_ = std::make_unique<JobRunner>(job_store_.get(), jobs_->Executor(), runner_options,
+                                               std::move(observer));
+  jobs_->set_on_submitted([runner = job_runner_.get()] { runner->Wake(); });
+  jobs_->set_completions(completions_.get());
+  return Status::Ok();
+}
+
+Status Server::BuildBatches() {
+  SqliteBatchStoreOptions store_options;
+  store_options.path = options_.data_dir / "batches.db";
+  Result<std::unique_ptr<SqliteBatchStore>> store = SqliteBatchStore::Open(std::move(store_options));
+  if (!store.ok()) return store.status().WithContext("opening the batch store (--data-dir)");
+  batch_store_ = std::move(store).value();
+  // The data folder belongs to this server: leases left by an earlier process are nobody's now, so its
+  // batches resume at once instead of after their leases expire.
+  FERRY_RETURN_IF_ERROR(batch_store_->ReleaseAllLeases());
+  const std::filesystem::path uploads = options_.data_dir / "uploads";
+  std::error_code ec;
+  std::filesystem::remove_all(uploads, ec);  // bodies of uploads cut off by a crash
+  std::filesystem::create_directories(uploads, ec);
+  if (ec) return Unavailable(fmt::format("cannot create '{}': {}", uploads.string(), ec.message()));
+  BatchServiceOptions service_options;
+  service_options.data_dir = options_.data_dir;
+  service_options.input_root = options_.batch_input_root;
+  service_options.output_root = options_.batch_output_root;
+  service_options.max_file_bytes = static_cast<int64_t>(options_.router.max_upload_bytes);
+  batches_ = std::make_unique<BatchService>(
+      batch_store_.get(), BatchServices{inference_.get(), completions_.get(), manager_.get()}, service_options);
+  BatchSchedulerOptions scheduler_options;
+  scheduler_options.concurrency = options_.batch_concurrency;
+  scheduler_options.run.checkpoint_every_records = options_.batch_checkpoint_records;
+  scheduler_options.run.checkpoint_every = options_.batch_checkpoint_interval;
+  ServingMetrics* metrics = metrics_.get();
+  BatchSchedulerObserver observer;
+  observer.records = [metrics](int64_t completed, int64_t failed) { metrics->CountBatchRecords(completed, failed); };
+  observer.ended = [metrics](const BatchRunResult& r, std::chrono::duration<double> run) {
+    metrics->ObserveBatchRun(std::string(BatchStateName(r.state)), run.count());
+  };
+  observer.running = [metrics](size_t n) { metrics->SetBatchesRunning(static_cast<double>(n)); };
+  batch_scheduler_ = std::make_unique<BatchScheduler>(batch_store_.get(), batches_->ExecutorFactory(),
+                                                      std::move(scheduler_options), std::move(observer));
+  batches_->set_on_change([scheduler = batch_scheduler_.get()] { scheduler->Wake(); });
+  return Status::Ok();
 }
 
 Server::~Server() { Drain(); }
@@ -171,6 +224,7 @@ Status Server::Start() {
   if (options_.control_mode == ModelControlMode::kPoll) watcher_->StartPolling(options_.poll_interval);
   // Jobs start once the first loads settled; those accepted before a restart run now.
   if (job_runner_) job_runner_->Start();
+  if (batch_scheduler_) batch_scheduler_->Start();
   if (webhook_deliverer_) webhook_deliverer_->Start();
   admin_->SetReady(true);
   return Status::Ok();
@@ -200,6 +254,8 @@ bool Server::Drain() {
   http_->Stop();
   // Streams still open past the exit timeout have nobody left to read them.
   completions_->CancelAll();
+  // Batches stop at their next record and commit a checkpoint; they resume after a restart.
+  if (batch_scheduler_) batch_scheduler_->Stop();
   if (job_runner_) {
     // Jobs in flight finish while the models still serve; any left keep their leases and run again.
     const auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -6,12 +6,14 @@
 #include <memory>
 
 #include "api/admin_service.h"
+#include "api/batch_service.h"
 #include "api/completion_service.h"
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
 #include "http/webhook_client.h"
 #include "jobs/job_runner.h"
 #include "jobs/webhook_deliverer.h"
+#include "jobs/sqlite_batch_store.h"
 #include "jobs/sqlite_job_store.h"
 #include "backend/backend.h"
 #include "http/http_server.h"
@@ -48,10 +50,21 @@ struct ServerOptions {
   std::chrono::milliseconds webhook_timeout{10'000};
   std::chrono::milliseconds webhook_backoff{5'000};
   int64_t webhook_max_attempts = 8;
+  // Batches (with jobs): an SQLite store at <data_dir>/batches.db and a scheduler.
+  std::filesystem::path batch_input_root;   // where batch inputs may be named by path; empty: uploads only
+  std::filesystem::path batch_output_root;  // where batch outputs may be named by path; empty: the data folder
+  size_t batch_concurrency = 2;
+  int64_t batch_checkpoint_records = 2000;
+  std::chrono::milliseconds batch_checkpoint_interval{2000};
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
 std::unique_ptr<BackendRegistry> MakeDefaultBackends();
+// The factory that turns a loaded backend into a servable model (batcher or generation loop, image
+// pre-processing when the config asks for it), reporting to `metrics`.
+std::unique_ptr<BackendServableFactory> MakeServableFactory(BackendRegistry* backends,
+                                                           const std::string& default_onnx_backend,
+                                                           ServingMetrics* metrics);
 
 class Server {
  public:
@@ -72,6 +85,8 @@ class Server {
 
  private:
   explicit Server(ServerOptions options) : options_(std::move(options)) {}
+  Status BuildJobs();
+  Status BuildBatches();
 
   ServerOptions options_;
   std::unique_ptr<BackendRegistry> backends_;
@@ -89,6 +104,9 @@ class Server {
   std::unique_ptr<JobRunner> job_runner_;
   std::unique_ptr<WebhookClient> webhook_client_;
   std::unique_ptr<WebhookDeliverer> webhook_deliverer_;
+  std::unique_ptr<SqliteBatchStore> batch_store_;
+  std::unique_ptr<BatchService> batches_;
+  std::unique_ptr<BatchScheduler> batch_scheduler_;
   std::unique_ptr<ServingRouter> router_;
   std::unique_ptr<HttpServer> http_;
   bool drained_ = false;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <mutex>
+#include <string>
 
 #include "testing/fake_instance.h"
 
@@ -29,6 +31,41 @@ InferenceTask MakeTask(std::vector<float> values, std::shared_ptr<Outcome> outco
   };
   return task;
 }
+
+// Submits named tasks and records the order they complete in.
+class CompletionOrder {
+ public:
+  explicit CompletionOrder(DynamicBatcher* batcher) : batcher_(batcher) {}
+  Status Submit(const std::string& name, Priority priority, int rows = 1) {
+    auto finished = std::make_shared<std::promise<void>>();
+    InferenceTask task;
+    task.inputs.push_back(MakeFloatTensor("in", {rows, 2}, std::vector<float>(2 * rows, 1.0f)));
+    task.batch_size = rows;
+    task.priority = priority;
+    task.on_complete = [this, name, finished](Result<std::vector<Tensor>> r, const TaskTimings&) {
+      EXPECT_TRUE(r.ok());
+      {
+        std::lock_guard lock(mu_);
+        order_.push_back(name);
+      }
+      finished->set_value();
+    };
+    Status s = batcher_->Submit(std::move(task));
+    if (s.ok()) done_.push_back(finished->get_future());
+    return s;
+  }
+  std::vector<std::string> Wait() {
+    for (auto& f : done_) f.get();
+    std::lock_guard lock(mu_);
+    return order_;
+  }
+
+ private:
+  DynamicBatcher* batcher_;
+  std::mutex mu_;
+  std::vector<std::string> order_;
+  std::vector<std::future<void>> done_;
+};
 
 std::unique_ptr<DynamicBatcher> MakeBatcher(DoublingInstance** raw, size_t max_queue = 16, int64_t max_batch = 8) {
   auto instance = std::make_unique<DoublingInstance>();
@@ -131,40 +168,38 @@ TEST(DynamicBatcherTest, OnlineRequestsRunBeforeQueuedJobWorkAndNeverShareItsBat
   auto busy_future = busy->promise.get_future();
   ASSERT_TRUE(batcher->Submit(MakeTask({0, 0}, busy)).ok());
   instance->WaitRunning();
-
-  std::mutex mu;
-  std::vector<std::string> order;
-  std::vector<std::future<void>> done;
-  auto submit = [&](const std::string& name, Priority priority, int rows) {
-    auto finished = std::make_shared<std::promise<void>>();
-    done.push_back(finished->get_future());
-    InferenceTask task;
-    task.inputs.push_back(MakeFloatTensor("in", {rows, 2}, std::vector<float>(2 * rows, 1.0f)));
-    task.batch_size = rows;
-    task.priority = priority;
-    task.on_complete = [&, name, finished](Result<std::vector<Tensor>> r, const TaskTimings&) {
-      EXPECT_TRUE(r.ok());
-      {
-        std::lock_guard lock(mu);
-        order.push_back(name);
-      }
-      finished->set_value();
-    };
-    return batcher->Submit(std::move(task));
-  };
-  ASSERT_TRUE(submit("job1", Priority::kJob, 1).ok());
-  ASSERT_TRUE(submit("job2", Priority::kJob, 1).ok());
-  // The background queue is full; online work is bounded on its own and still gets in.
-  EXPECT_EQ(submit("job3", Priority::kJob, 1).code(), StatusCode::kUnavailable);
-  done.pop_back();
-  ASSERT_TRUE(submit("online", Priority::kOnline, 1).ok());
+  CompletionOrder order(batcher.get());
+  ASSERT_TRUE(order.Submit("job1", Priority::kJob).ok());
+  ASSERT_TRUE(order.Submit("job2", Priority::kJob).ok());
+  // The job queue is full; online work is bounded on its own and still gets in.
+  EXPECT_EQ(order.Submit("job3", Priority::kJob).code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(order.Submit("online", Priority::kOnline).ok());
   EXPECT_EQ(batcher->QueueDepth(), 3u);
   instance->Release();
   ASSERT_TRUE(busy_future.get().ok());
-  for (auto& f : done) f.get();
-  EXPECT_EQ(order, (std::vector<std::string>{"online", "job1", "job2"}));
+  EXPECT_EQ(order.Wait(), (std::vector<std::string>{"online", "job1", "job2"}));
   // busy, then the online request alone, then both jobs together.
   EXPECT_EQ(instance->batches(), (std::vector<int64_t>{1, 1, 2}));
+}
+
+TEST(DynamicBatcherTest, BulkWorkRunsOnlyWhenNoOnlineOrJobWorkWaits) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance, /*max_queue=*/1);
+  instance->Hold();
+  auto busy = std::make_shared<Outcome>();
+  auto busy_future = busy->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({0, 0}, busy)).ok());
+  instance->WaitRunning();
+  CompletionOrder order(batcher.get());
+  ASSERT_TRUE(order.Submit("bulk", Priority::kBulk).ok());
+  EXPECT_EQ(order.Submit("bulk2", Priority::kBulk).code(), StatusCode::kUnavailable);  // its own bound
+  ASSERT_TRUE(order.Submit("job", Priority::kJob).ok());
+  ASSERT_TRUE(order.Submit("online", Priority::kOnline).ok());
+  EXPECT_EQ(batcher->QueueDepth(), 3u);
+  instance->Release();
+  ASSERT_TRUE(busy_future.get().ok());
+  EXPECT_EQ(order.Wait(), (std::vector<std::string>{"online", "job", "bulk"}));
+  EXPECT_EQ(instance->batches(), (std::vector<int64_t>{1, 1, 1, 1}));  // never batched together
 }
 
 TEST(DynamicBatcherTest, FullQueueSaysUnavailableAndKeepsTheTask) {

@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <future>
+#include <utility>
 
 #include "testing/fake_language_model.h"
 
@@ -197,6 +198,37 @@ TEST(GenerationScheduler, MoreRequestsThanSlotsWaitTheirTurn) {
     ASSERT_TRUE(s->Wait().ok());
     EXPECT_EQ(s->text(), "bcd");  // a reused slot starts from a clean sequence
   }
+}
+
+TEST(GenerationScheduler, FreeSlotsGoToOnlineThenJobsThenBulkWork) {
+  FakeModelOptions options;
+  options.sequences = 1;
+  options.decode_delay = std::chrono::milliseconds(2);
+  Fixture f(options, /*max_waiting=*/1);
+  auto running = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(f.scheduler->Generate(f.Request("a", 20, running)).ok());
+  while (f.log->Steps() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::mutex mu;
+  std::vector<std::string> order;
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (auto [name, priority] : {std::pair{"bulk", Priority::kBulk}, {"job", Priority::kJob}, {"online", Priority::kOnline}}) {
+    auto sink = std::make_shared<CollectingSink>();
+    sink->on_text_ = [&, name = std::string(name), done = false]() mutable {
+      std::lock_guard lock(mu);
+      if (!std::exchange(done, true)) order.push_back(name);
+    };
+    GenerationRequest r = f.Request("a", 2, sink);
+    r.priority = priority;
+    // Each class has its own bound: a full bulk queue does not refuse a job or an online request.
+    ASSERT_TRUE(f.scheduler->Generate(std::move(r)).ok()) << name;
+    sinks.push_back(sink);
+  }
+  GenerationRequest extra = f.Request("a", 1, std::make_shared<CollectingSink>());
+  extra.priority = Priority::kBulk;
+  EXPECT_EQ(f.scheduler->Generate(std::move(extra)).code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(running->Wait().ok());
+  for (auto& s : sinks) ASSERT_TRUE(s->Wait().ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"online", "job", "bulk"}));
 }
 
 TEST(GenerationScheduler, FullWaitingQueueIsUnavailable) {

@@ -1,0 +1,377 @@
+#include "api/batch_records.h"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+
+#include "api/status_mapping.h"
+#include "common/json_writer.h"
+#include "tensor/infer_codec.h"
+
+namespace ferry {
+namespace {
+
+std::string LineKey(const BatchRecord& r) { return fmt::format("line-{}", r.line); }
+
+// {"id": key, "line": n, "error": {"code", "message"}}: a failed record of an oip or csv batch.
+std::string TensorErrorLine(const std::string& key, int64_t line, const Status& error) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("id").String(key).Key("line").Int(line);
+  w.Key("error").BeginObject().Key("code").String(StatusCodeName(error.code())).Key("message").String(error.message());
+  w.EndObject().EndObject();
+  return out;
+}
+
+// Runs a decoded request at bulk priority; a full queue or a model not ready yet is "try again".
+void InferRecord(InferenceService* inference, const std::string& model, InferRequest&& request,
+                 std::shared_ptr<CancelToken> cancel, int64_t line, std::function<void(RecordOutcome)> done) {
+  std::string key = request.id;
+  inference->Infer(
+      model, std::nullopt, std::move(request), std::move(cancel),
+      [done = std::move(done), key = std::move(key), line](Result<InferResponse> response) {
+        if (!response.ok()) {
+          if (response.status().code() == StatusCode::kUnavailable) return done({RecordOutcome::Kind::kRetry, ""});
+          return done({RecordOutcome::Kind::kError, TensorErrorLine(key, line, response.status())});
+        }
+        response->binary_outputs.assign(response->outputs.size(), false);
+        done({RecordOutcome::Kind::kOk, EncodeInferResponse(*response).body});
+      },
+      Priority::kBulk);
+}
+
+class OipExecutor final : public RecordExecutor {
+ public:
+  OipExecutor(std::string model, InferenceService* inference) : model_(std::move(model)), inference_(inference) {}
+
+  void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
+           std::function<void(RecordOutcome)> done) override {
+    auto body = std::make_shared<std::string>();
+    body->reserve(record.text.size() + 64);  // room for simdjson to parse in place
+    body->append(record.text);
+    Result<InferRequest> request = DecodeInferRequest(std::move(body), std::nullopt);
+    if (!request.ok()) return done({RecordOutcome::Kind::kError, ErrorLine(record, request.status())});
+    if (request->id.empty()) request->id = LineKey(record);
+    InferRecord(inference_, model_, std::move(request).value(), std::move(cancel), record.line, std::move(done));
+  }
+  std::string ErrorLine(const BatchRecord& record, const Status& error) override {
+    return TensorErrorLine(LineKey(record), record.line, error);
+  }
+
+ private:
+  std::string model_;
+  InferenceService* inference_;
+};
+
+class CsvExecutor final : public RecordExecutor {
+ public:
+  CsvExecutor(std::string model, const BatchServices& services) : model_(std::move(model)), services_(services) {}
+
+  Status Prepare(const std::vector<std::string>& header) override {
+    FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(model_, std::nullopt));
+    FERRY_ASSIGN_OR_RETURN(map_, MapCsvColumns(handle->config(), header));
+    return Status::Ok();
+  }
+  void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
+           std::function<void(RecordOutcome)> done) override {
+    if (record.fields.size() != map_.column_count) {
+      return done({RecordOutcome::Kind::kError,
+                   ErrorLine(record, InvalidArgument(fmt::format("the row has {} fields; the header has {}",
+                                                                 record.fields.size(), map_.column_count)))});
+    }
+    Result<InferRequest> request = CsvRowToRequest(map_, record.fields, Key(record));
+    if (!request.ok()) return done({RecordOutcome::Kind::kError, ErrorLine(record, request.status())});
+    InferRecord(services_.inference, model_, std::move(request).value(), std::move(cancel), record.line,
+                std::move(done));
+  }
+  std::string ErrorLine(const BatchRecord& record, const Status& error) override {
+    return TensorErrorLine(Key(record), record.line, error);
+  }
+
+ private:
+  std::string Key(const BatchRecord& r) const {
+    const bool has_key = map_.key_column >= 0 && static_cast<size_t>(map_.key_column) < r.fields.size() &&
+                         !r.fields[map_.key_column].empty();
+    return has_key ? r.fields[map_.key_column] : LineKey(r);
+  }
+  std::string model_;
+  BatchServices services_;
+  CsvColumnMap map_;
+};
+
+// Takes a language model's whole answer to one OpenAI batch line.
+class LineChannel final : public GenerationChannel {
+ public:
+  using Render = std::function<std::string(int status, std::string_view body)>;
+  LineChannel(std::function<void(RecordOutcome)> done, Render render)
+      : done_(std::move(done)), render_(std::move(render)) {}
+  void Reply(int http_status, std::string json) override {
+    if (http_status == 503 || http_status == 429) return done_({RecordOutcome::Kind::kRetry, ""});
+    done_({http_status == 200 ? RecordOutcome::Kind::kOk : RecordOutcome::Kind::kError, render_(http_status, json)});
+  }
+  void Stream(std::string) override {}
+  void EndStream() override {}
+
+ private:
+  std::function<void(RecordOutcome)> done_;
+  Render render_;
+};
+
+class OpenAiExecutor final : public RecordExecutor {
+ public:
+  OpenAiExecutor(const BatchSpec& spec, std::string batch_id, CompletionService* completions)
+      : model_(spec.model), endpoint_(spec.endpoint), batch_id_(std::move(batch_id)), completions_(completions),
+        api_(spec.endpoint == "/v1/completions" ? TextApi::kCompletions : TextApi::kChat) {}
+
+  void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
+           std::function<void(RecordOutcome)> done) override;
+  std::string ErrorLine(const BatchRecord& record, const Status& error) override {
+    return Line(record, "", 0, "", &error);
+  }
+
+ private:
+  // One output or error line. `status` 0: no response.
+  std::string Line(const BatchRecord& record, std::string_view custom_id, int status, std::string_view body,
+                   const Status* error) const {
+    std::string out;
+    JsonWriter w(&out);
+    // Derived from the batch and the record, so a resumed run writes the same ids.
+    const std::string suffix = fmt::format("{}_{}", batch_id_.substr(batch_id_.find('_') + 1), record.index);
+    w.BeginObject().Key("id").String("batch_req_" + suffix);
+    if (custom_id.empty()) {
+      w.Key("custom_id").Null();
+    } else {
+      w.Key("custom_id").String(custom_id);
+    }
+    if (status == 0) {
+      w.Key("response").Null();
+    } else {
+      w.Key("response").BeginObject().Key("status_code").Int(status).Key("request_id").String("req_" + suffix);
+      w.Key("body").Raw(body).EndObject();
+    }
+    if (error == nullptr) {
+      w.Key("error").Null();
+    } else {
+      w.Key("error").BeginObject().Key("code").String(StatusCodeName(error->code()));
+      w.Key("message").String(error->message()).EndObject();
+    }
+    w.EndObject();
+    return out;
+  }
+
+  std::string model_;
+  std::string endpoint_;
+  std::string batch_id_;
+  CompletionService* completions_;
+  TextApi api_;
+};
+
+void OpenAiExecutor::Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
+                         std::function<void(RecordOutcome)> done) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object line;
+  auto fail = [&](std::string_view custom_id, const Status& s) {
+    done({RecordOutcome::Kind::kError, Line(record, custom_id, 0, "", &s)});
+  };
+  if (parser.parse(record.text).get_object().get(line)) return fail("", InvalidArgument("the line is not a JSON object"));
+  std::string_view custom_id, method, url;
+  if (line["custom_id"].get_string().get(custom_id) || custom_id.empty()) {
+    return fail("", InvalidArgument("the line needs a non-empty string 'custom_id'"));
+  }
+  if (!line["method"].get_string().get(method) && method != "POST") {
+    return fail(custom_id, InvalidArgument(fmt::format("'method' must be POST, not {}", method)));
+  }
+  if (line["url"].get_string().get(url) || url != endpoint_) {
+    return fail(custom_id, InvalidArgument(fmt::format("'url' must be the batch's endpoint {}", endpoint_)));
+  }
+  simdjson::dom::object body;
+  if (line["body"].get_object().get(body)) return fail(custom_id, InvalidArgument("'body' must be an object"));
+  const std::string body_json = simdjson::minify(body);
+  auto render = [this, record, id = std::string(custom_id)](int status, std::string_view json) {
+    if (status == 200) return Line(record, id, status, json, nullptr);
+    const Status error(status == 404 ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
+                       fmt::format("the request was answered {}", status));
+    return Line(record, id, status, json, &error);
+  };
+  auto channel = std::make_shared<LineChannel>(done, render);
+  Status started = completions_->Start(api_, body_json, model_, /*force_stream=*/false, std::move(cancel), channel,
+                                       Priority::kBulk);
+  if (started.ok()) return;
+  if (started.code() == StatusCode::kUnavailable) return done({RecordOutcome::Kind::kRetry, ""});
+  // Refused before it ran (an unknown model, a bad body): the answer online traffic would have had.
+  done({RecordOutcome::Kind::kError,
+        Line(record, custom_id, HttpStatusFor(started.code()), ErrorBody(api_, started), &started)});
+}
+
+Result<int64_t> ElementsPerRow(const TensorSpec& spec) {
+  int64_t n = 1;
+  for (int64_t d : spec.dims) {
+    if (d < 0) return InvalidArgument(fmt::format("input '{}' has a variable dimension: a CSV cannot feed it", spec.name));
+    n *= d;
+  }
+  return n;
+}
+
+bool CsvCanSpell(DataType t) {
+  return t == DataType::kFp32 || t == DataType::kFp64 || t == DataType::kInt32 || t == DataType::kInt64 ||
+         t == DataType::kBool || t == DataType::kBytes;
+}
+
+}  // namespace
+
+Result<CsvColumnMap> MapCsvColumns(const ModelConfig& config, const std::vector<std::string>& header) {
+  if (config.max_batch_size <= 0) return InvalidArgument("a CSV batch needs a model with a batch dimension");
+  CsvColumnMap map;
+  map.column_count = header.size();
+  std::map<std::string, int> by_name;
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (!by_name.emplace(header[i], static_cast<int>(i)).second) {
+      return InvalidArgument(fmt::format("the CSV header names column '{}' twice", header[i]));
+    }
+  }
+  std::vector<bool> used(header.size(), false);
+  for (const char* key : {"id", "custom_id"}) {
+    if (auto it = by_name.find(key); it != by_name.end() && map.key_column < 0) {
+      map.key_column = it->second;
+      used[it->second] = true;
+    }
+  }
+  std::vector<size_t> unmapped;  // inputs left for the remaining columns
+  for (const TensorSpec& spec : config.inputs) {
+    if (!CsvCanSpell(spec.dtype)) {
+      return InvalidArgument(fmt::format("input '{}' is {}: a CSV cannot spell it", spec.name, DataTypeName(spec.dtype)));
+    }
+    FERRY_ASSIGN_OR_RETURN(int64_t n, ElementsPerRow(spec));
+    CsvColumnMap::Input input{spec.name, spec.dtype, Shape{1}, {}};
+    input.shape.insert(input.shape.end(), spec.dims.begin(), spec.dims.end());
+    if (auto it = by_name.find(spec.name); n == 1 && it != by_name.end()) {
+      input.columns.push_back(it->second);
+    } else if (n > 1 && by_name.count(spec.name + "_0")) {
+      for (int64_t k = 0; k < n; ++k) {
+        auto col = by_name.find(fmt::format("{}_{}", spec.name, k));
+        if (col == by_name.end()) return InvalidArgument(fmt::format("the CSV has no column '{}_{}'", spec.name, k));
+        input.columns.push_back(col->second);
+      }
+    } else {
+      unmapped.push_back(map.inputs.size());
+    }
+    for (int c : input.columns) used[c] = true;
+    map.inputs.push_back(std::move(input));
+  }
+  std::vector<int> rest;
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (!used[i]) rest.push_back(static_cast<int>(i));
+  }
+  if (unmapped.size() > 1) {
+    return InvalidArgument(fmt::format("the CSV has no column for input '{}'", map.inputs[unmapped[1]].name));
+  }
+  if (unmapped.size() == 1) {
+    CsvColumnMap::Input& input = map.inputs[unmapped[0]];
+    FERRY_ASSIGN_OR_RETURN(int64_t n, ElementsPerRow(config.inputs[unmapped[0]]));
+    if (static_cast<int64_t>(rest.size()) != n) {
+      return InvalidArgument(fmt::format("input '{}' takes {} values per row; the CSV has {} other columns",
+                                         input.name, n, rest.size()));
+    }
+    input.columns = rest;
+  } else if (!rest.empty()) {
+    return InvalidArgument(fmt::format("the CSV column '{}' is no input of the model", header[rest[0]]));
+  }
+  return map;
+}
+
+namespace {
+
+template <typename T>
+Status ParseNumber(std::string_view text, T* out) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  if constexpr (std::is_floating_point_v<T>) {
+    if (text.empty()) {
+      *out = std::numeric_limits<T>::quiet_NaN();  // a missing value
+      return Status::Ok();
+    }
+  }
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  if (ec != std::errc() || end != text.data() + text.size()) return InvalidArgument("not a number of its type");
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isinf(*out)) return InvalidArgument("out of range");
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status AppendNumber(std::string_view text, std::vector<uint8_t>* bytes) {
+  T v{};
+  FERRY_RETURN_IF_ERROR(ParseNumber(text, &v));
+  const size_t at = bytes->size();
+  bytes->resize(at + sizeof(T));
+  std::memcpy(bytes->data() + at, &v, sizeof(T));
+  return Status::Ok();
+}
+
+Status AppendField(DataType t, std::string_view text, std::vector<uint8_t>* bytes) {
+  switch (t) {
+    case DataType::kFp32: return AppendNumber<float>(text, bytes);
+    case DataType::kFp64: return AppendNumber<double>(text, bytes);
+    case DataType::kInt32: return AppendNumber<int32_t>(text, bytes);
+    case DataType::kInt64: return AppendNumber<int64_t>(text, bytes);
+    case DataType::kBool:
+      if (text == "true" || text == "1") {
+        bytes->push_back(1);
+      } else if (text == "false" || text == "0") {
+        bytes->push_back(0);
+      } else {
+        return InvalidArgument("not a boolean (true, false, 1 or 0)");
+      }
+      return Status::Ok();
+    case DataType::kBytes: {
+      const uint32_t n = static_cast<uint32_t>(text.size());
+      const size_t at = bytes->size();
+      bytes->resize(at + 4 + text.size());
+      std::memcpy(bytes->data() + at, &n, 4);
+      std::memcpy(bytes->data() + at + 4, text.data(), text.size());
+      return Status::Ok();
+    }
+    default: return InvalidArgument("a type a CSV cannot spell");
+  }
+}
+
+}  // namespace
+
+Result<InferRequest> CsvRowToRequest(const CsvColumnMap& map, const std::vector<std::string>& fields,
+                                     const std::string& key) {
+  InferRequest request;
+  request.id = key;
+  for (const CsvColumnMap::Input& input : map.inputs) {
+    std::vector<uint8_t> bytes;
+    for (int c : input.columns) {
+      if (Status s = AppendField(input.dtype, fields[c], &bytes); !s.ok()) {
+        return InvalidArgument(fmt::format("column {} ('{}' of input '{}'): {}", c + 1, fields[c].substr(0, 64),
+                                           input.name, s.message()));
+      }
+    }
+    request.inputs.push_back(Tensor{input.name, input.dtype, input.shape, Buffer::Own(std::move(bytes))});
+  }
+  return request;
+}
+
+Result<std::unique_ptr<RecordExecutor>> MakeRecordExecutor(const BatchSpec& spec, const std::string& batch_id,
+                                                           const BatchServices& services) {
+  switch (spec.format) {
+    case BatchFormat::kOpenAi:
+      if (services.completions == nullptr) return InvalidArgument("this server has no language models");
+      return std::unique_ptr<RecordExecutor>(new OpenAiExecutor(spec, batch_id, services.completions));
+    case BatchFormat::kCsv:
+      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services));
+    case BatchFormat::kOip:
+      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services.inference));
+  }
+  return InvalidArgument("unknown batch format");
+}
+
+}  // namespace ferry
