@@ -104,6 +104,51 @@ class CsvExecutor final : public RecordExecutor {
   CsvColumnMap map_;
 };
 
+// A folder's files: each file's bytes are the one element of the model's BYTES input (an image the
+// model's preprocess block decodes, or a text), keyed by the file's relative path.
+class FilesExecutor final : public RecordExecutor {
+ public:
+  FilesExecutor(std::string model, const BatchServices& services) : model_(std::move(model)), services_(services) {}
+
+  Status Prepare(const std::vector<std::string>&) override {
+    FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(model_, std::nullopt));
+    const ModelConfig& config = handle->config();
+    if (config.inputs.size() != 1 || config.inputs[0].dtype != DataType::kBytes) {
+      return InvalidArgument(fmt::format("a batch of files needs a model with one BYTES input (an image or a text); "
+                                         "'{}' has {} inputs", model_, config.inputs.size()));
+    }
+    input_ = config.inputs[0].name;
+    shape_ = FullShape(config, config.inputs[0], 1);
+    int64_t elements = 1;
+    for (int64_t& d : shape_) {
+      if (d < 0) d = 1;
+      elements *= d;
+    }
+    if (elements != 1) return InvalidArgument(fmt::format("input '{}' takes more than one element per request", input_));
+    return Status::Ok();
+  }
+  void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
+           std::function<void(RecordOutcome)> done) override {
+    std::vector<uint8_t> bytes(4 + record.text.size());
+    const uint32_t n = static_cast<uint32_t>(record.text.size());
+    std::memcpy(bytes.data(), &n, 4);
+    std::memcpy(bytes.data() + 4, record.text.data(), record.text.size());
+    InferRequest request;
+    request.id = record.fields.at(0);
+    request.inputs.push_back(Tensor{input_, DataType::kBytes, shape_, Buffer::Own(std::move(bytes))});
+    InferRecord(services_.inference, model_, std::move(request), std::move(cancel), record.line, std::move(done));
+  }
+  std::string ErrorLine(const BatchRecord& record, const Status& error) override {
+    return TensorErrorLine(record.fields.empty() ? LineKey(record) : record.fields[0], record.line, error);
+  }
+
+ private:
+  std::string model_;
+  BatchServices services_;
+  std::string input_;
+  Shape shape_;
+};
+
 // Takes a language model's whole answer to one OpenAI batch line.
 class LineChannel final : public GenerationChannel {
  public:
@@ -368,6 +413,8 @@ Result<std::unique_ptr<RecordExecutor>> MakeRecordExecutor(const BatchSpec& spec
       return std::unique_ptr<RecordExecutor>(new OpenAiExecutor(spec, batch_id, services.completions));
     case BatchFormat::kCsv:
       return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services));
+    case BatchFormat::kFiles:
+      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec.model, services));
     case BatchFormat::kOip:
       return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services.inference));
   }

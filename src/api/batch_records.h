@@ -10,6 +10,8 @@
 //           failed request's {"id", "custom_id", "response": {...} | null, "error": {"code", "message"}}
 //           goes to the errors file.
 //   csv:    a row; columns map to the model's inputs (see CsvColumnMap); answered as oip.
+//   files:  a file of a folder: its bytes are the model's one BYTES input (an image its preprocess
+//           block decodes, a text), keyed by its relative path; answered as oip.
 #include <memory>
 #include <string>
 #include <vector>

@@ -211,7 +211,9 @@ Result<fs::path> BatchService::ResolveInput(std::string_view text) const {
     return NotFound(fmt::format("input '{}' does not exist", std::string(text)));
   }
   if (!IsWithin(real, root)) return PermissionDenied("the input is outside the input root");
-  if (!fs::is_regular_file(real, ec)) return InvalidArgument(fmt::format("input '{}' is not a file", std::string(text)));
+  if (!fs::is_regular_file(real, ec) && !fs::is_directory(real, ec)) {
+    return InvalidArgument(fmt::format("input '{}' is neither a file nor a folder", std::string(text)));
+  }
   return real;
 }
 
@@ -275,7 +277,7 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
       std::string f;
       FERRY_RETURN_IF_ERROR(text(&f));
       std::optional<BatchFormat> format = BatchFormatFromName(f);
-      if (!format) return InvalidArgument(fmt::format("format must be oip, csv or openai, not '{}'", f));
+      if (!format) return InvalidArgument(fmt::format("format must be oip, csv, files or openai, not '{}'", f));
       p.spec.format = *format;
       p.has_format = true;
     } else if (key == "metadata") {
@@ -336,10 +338,11 @@ Status BatchService::CheckModel(const BatchSpec& spec) {
     return InvalidArgument(fmt::format("model '{}' is a language model: use endpoint {} with OpenAI batch lines",
                                        spec.model, kChatEndpoint));
   }
-  if (spec.format == BatchFormat::kCsv) {
+  if (spec.format == BatchFormat::kCsv || spec.format == BatchFormat::kFiles) {
+    // The format's own check of the input against the model (a CSV header, a BYTES input).
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(spec.input_path, spec.format));
-    FERRY_ASSIGN_OR_RETURN(CsvColumnMap map, MapCsvColumns(handle->config(), reader->header()));
-    (void)map;
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordExecutor> executor, MakeRecordExecutor(spec, "", services_));
+    FERRY_RETURN_IF_ERROR(executor->Prepare(reader->header()));
   }
   return Status::Ok();
 }
@@ -353,6 +356,13 @@ Result<std::string> BatchService::Create(std::string_view body) {
   } else {
     FERRY_ASSIGN_OR_RETURN(fs::path input, ResolveInput(p.input));
     p.spec.input_path = input.string();
+    std::error_code ec;
+    const bool folder = fs::is_directory(input, ec);
+    if (!p.has_format && folder) p.spec.format = BatchFormat::kFiles;
+    if (folder != (p.spec.format == BatchFormat::kFiles)) {
+      return InvalidArgument(folder ? "the input is a folder: its files are a batch of format 'files'"
+                                    : "a batch of format 'files' takes a folder as its input");
+    }
   }
   FERRY_RETURN_IF_ERROR(CheckModel(p.spec));
   const std::string id = NewBatchId();

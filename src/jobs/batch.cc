@@ -16,10 +16,11 @@ constexpr std::array<std::pair<BatchState, std::string_view>, 7> kStateNames{{
     {BatchState::kCancelled, "cancelled"},
 }};
 
-constexpr std::array<std::pair<BatchFormat, std::string_view>, 3> kFormatNames{{
+constexpr std::array<std::pair<BatchFormat, std::string_view>, 4> kFormatNames{{
     {BatchFormat::kOip, "oip"},
     {BatchFormat::kOpenAi, "openai"},
     {BatchFormat::kCsv, "csv"},
+    {BatchFormat::kFiles, "files"},
 }};
 
 }  // namespace

@@ -34,8 +34,10 @@ inline bool IsFinal(BatchState s) {
 // How the input's records are written, and so how each is run and answered.
 //   oip:    JSONL, one KServe v2 inference request per line, keyed by its "id" (else its line number);
 //   openai: JSONL, OpenAI batch lines {custom_id, method, url, body}, answered as OpenAI's batch output;
-//   csv:    a header row, then one record per row; columns map to the model's inputs by name.
-enum class BatchFormat { kOip = 0, kOpenAi = 1, kCsv = 2 };
+//   csv:    a header row, then one record per row; columns map to the model's inputs by name;
+//   files:  a folder: each regular file below it (in path order) is a record, keyed by its relative
+//           path, whose bytes feed the model's BYTES input (images through its preprocess block, text).
+enum class BatchFormat { kOip = 0, kOpenAi = 1, kCsv = 2, kFiles = 3 };
 
 std::string_view BatchFormatName(BatchFormat format);  // "oip", "openai", "csv"
 std::optional<BatchFormat> BatchFormatFromName(std::string_view name);
@@ -44,7 +46,7 @@ struct BatchSpec {
   std::string model;            // the model every record runs on; for openai lines, the body's if empty
   std::string endpoint;         // openai: "/v1/chat/completions" or "/v1/completions"; else empty
   BatchFormat format = BatchFormat::kOip;
-  std::string input_path;       // the input file, absolute
+  std::string input_path;       // the input file (a folder for files), absolute
   std::string input_file_id;    // the uploaded file it came from; empty for a path
   std::string output_path;      // the final output (JSONL); written as <output_path>.partial until done
   std::string errors_path;      // one line per failed record, beside the output
@@ -59,7 +61,7 @@ struct BatchSpec {
 // resumable state exactly.
 struct BatchProgress {
   int64_t records_done = 0;     // records answered (completed + failed), a prefix of the input
-  int64_t input_offset = 0;     // byte offset of the next record in the input
+  int64_t input_offset = 0;     // byte offset of the next record in the input (files: its index)
   int64_t input_line = 0;       // lines of the input consumed (for error messages after a resume)
   int64_t output_bytes = 0;
   int64_t errors_bytes = 0;

@@ -32,6 +32,7 @@ bool IsBlank(std::string_view s) {
 Result<std::unique_ptr<RecordReader>> RecordReader::Open(const std::filesystem::path& path, BatchFormat format,
                                                          RecordReaderOptions options) {
   std::error_code ec;
+  if (format == BatchFormat::kFiles) return OpenFolder(path, options);
   if (std::filesystem::is_directory(path, ec)) {
     return InvalidArgument(fmt::format("input '{}' is a folder, not a file", path.filename().string()));
   }
@@ -47,7 +48,57 @@ Result<std::unique_ptr<RecordReader>> RecordReader::Open(const std::filesystem::
   return reader;
 }
 
-RecordReader::~RecordReader() { std::fclose(file_); }
+RecordReader::~RecordReader() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+Result<std::unique_ptr<RecordReader>> RecordReader::OpenFolder(const std::filesystem::path& path,
+                                                               RecordReaderOptions options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return fs::exists(path, ec) ? InvalidArgument(fmt::format("input '{}' is not a folder", path.filename().string()))
+                                : NotFound(fmt::format("input '{}' does not exist", path.filename().string()));
+  }
+  std::unique_ptr<RecordReader> reader(new RecordReader(nullptr, BatchFormat::kFiles, options));
+  reader->folder_ = path;
+  // Links are not followed: a link inside the folder must not lead a batch out of it.
+  for (fs::recursive_directory_iterator it(path, fs::directory_options::none, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
+      reader->files_.push_back(fs::relative(it->path(), path, ec).generic_string());
+    }
+  }
+  if (ec) return Unavailable(fmt::format("listing the input folder: {}", ec.message()));
+  std::sort(reader->files_.begin(), reader->files_.end());
+  return reader;
+}
+
+Result<std::optional<BatchRecord>> RecordReader::NextFile() {
+  if (index_ >= static_cast<int64_t>(files_.size())) return std::optional<BatchRecord>();
+  BatchRecord r;
+  r.index = index_;
+  r.line = index_ + 1;
+  r.end_offset = r.end_line = ++index_;
+  r.fields = {files_[r.index]};
+  const std::filesystem::path path = folder_ / files_[r.index];
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    r.error = NotFound(fmt::format("'{}' cannot be read: {}", files_[r.index], ec.message()));
+  } else if (size > options_.max_record_bytes) {
+    r.error = InvalidArgument(fmt::format("the file is longer than {} bytes", options_.max_record_bytes));
+  } else {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    r.text.resize(size);
+    if (f == nullptr || std::fread(r.text.data(), 1, size, f) != size) {
+      r.error = Unavailable(fmt::format("'{}' cannot be read", files_[r.index]));
+      r.text.clear();
+    }
+    if (f != nullptr) std::fclose(f);
+  }
+  return std::optional<BatchRecord>(std::move(r));
+}
 
 Result<bool> RecordReader::Fill() {
   if (eof_) return false;
@@ -121,6 +172,10 @@ Status RecordReader::ReadHeader() {
 }
 
 Status RecordReader::Seek(int64_t offset, int64_t line, int64_t index) {
+  if (format_ == BatchFormat::kFiles) {
+    index_ = index;  // a folder's records are numbered; the offset is the same number
+    return Status::Ok();
+  }
   if (offset <= 0) {
     offset = data_start_;
     line = header_lines_;
@@ -138,6 +193,7 @@ Status RecordReader::Seek(int64_t offset, int64_t line, int64_t index) {
 }
 
 Result<std::optional<BatchRecord>> RecordReader::Next() {
+  if (format_ == BatchFormat::kFiles) return NextFile();
   while (true) {
     bool too_long = false;
     FERRY_ASSIGN_OR_RETURN(std::optional<size_t> end, FindRecordEnd(&too_long));
@@ -170,6 +226,7 @@ Result<std::optional<BatchRecord>> RecordReader::Next() {
 
 Result<int64_t> CountRecords(const std::filesystem::path& path, BatchFormat format) {
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(path, format));
+  if (format == BatchFormat::kFiles) return reader->file_count();
   int64_t n = 0;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(std::optional<BatchRecord> r, reader->Next());

@@ -18,8 +18,8 @@ namespace ferry {
 struct BatchRecord {
   int64_t index = 0;          // 0-based among the input's records
   int64_t line = 0;           // 1-based line where it starts
-  std::string text;           // JSONL: the line, without its line end
-  std::vector<std::string> fields;  // CSV: the row's fields
+  std::string text;           // JSONL: the line, without its line end; files: the file's bytes
+  std::vector<std::string> fields;  // CSV: the row's fields; files: its path below the folder
   Status error;               // a record that could not be read (too long, bad quoting): it fails alone
   int64_t end_offset = 0;     // byte offset just past it (and its line end)
   int64_t end_line = 0;       // lines consumed through it
@@ -48,10 +48,14 @@ class RecordReader {
   Result<std::optional<BatchRecord>> Next();
   // CSV: the column names. Empty for JSONL.
   const std::vector<std::string>& header() const { return header_; }
+  // Files: how many there are.
+  int64_t file_count() const { return static_cast<int64_t>(files_.size()); }
 
  private:
   RecordReader(std::FILE* file, BatchFormat format, RecordReaderOptions options)
       : file_(file), format_(format), options_(options) {}
+  static Result<std::unique_ptr<RecordReader>> OpenFolder(const std::filesystem::path& path,
+                                                          RecordReaderOptions options);
   // Reads more of the file into buf_; false at its end.
   Result<bool> Fill();
   // Where the record at buf_[pos_] ends (past its line end), reading more as needed; nullopt at the end
@@ -59,6 +63,7 @@ class RecordReader {
   // end without keeping it).
   Result<std::optional<size_t>> FindRecordEnd(bool* too_long);
   Status ReadHeader();
+  Result<std::optional<BatchRecord>> NextFile();
 
   std::FILE* file_;
   BatchFormat format_;
@@ -72,6 +77,8 @@ class RecordReader {
   int64_t data_start_ = 0;    // offset of the first record (past a CSV header)
   int64_t header_lines_ = 0;
   std::vector<std::string> header_;
+  std::filesystem::path folder_;       // files: the input folder
+  std::vector<std::string> files_;     // files: every regular file below it, relative, sorted
 };
 
 // Counts the input's records (one full pass; malformed records count, blank lines do not).

@@ -80,9 +80,15 @@ Status LoadModel(const BatchFlags& f, ModelStack* stack) {
 Result<BatchSpec> MakeSpec(const BatchFlags& f) {
   BatchSpec spec;
   spec.model = f.model;
-  std::optional<BatchFormat> format =
-      BatchFormatFromName(f.format.empty() ? (f.input.ends_with(".csv") ? "csv" : "oip") : f.format);
-  if (!format) return InvalidArgument(fmt::format("--format must be oip, csv or openai, not '{}'", f.format));
+  std::error_code ec;
+  const bool input_folder = fs::is_directory(f.input, ec);
+  std::optional<BatchFormat> format = BatchFormatFromName(
+      !f.format.empty() ? f.format : input_folder ? "files" : f.input.ends_with(".csv") ? "csv" : "oip");
+  if (!format) return InvalidArgument(fmt::format("--format must be oip, csv, files or openai, not '{}'", f.format));
+  if (input_folder != (*format == BatchFormat::kFiles)) {
+    return InvalidArgument(input_folder ? "the input is a folder: its files are a batch of --format files"
+                                  : "--format files takes a folder as its input");
+  }
   spec.format = *format;
   if (spec.format == BatchFormat::kOpenAi) {
     if (f.endpoint != "/v1/chat/completions" && f.endpoint != "/v1/completions") {
@@ -90,9 +96,10 @@ Result<BatchSpec> MakeSpec(const BatchFlags& f) {
     }
     spec.endpoint = f.endpoint;
   }
-  std::error_code ec;
   const fs::path input = fs::absolute(f.input, ec);
-  if (!fs::is_regular_file(input, ec)) return InvalidArgument(fmt::format("input '{}' is not a readable file", f.input));
+  if (!fs::is_regular_file(input, ec) && !input_folder) {
+    return InvalidArgument(fmt::format("input '{}' is not a readable file or folder", f.input));
+  }
   spec.input_path = input.string();
   spec.output_path = fs::absolute(f.output, ec).string();
   spec.errors_path = f.errors.empty() ? spec.output_path + ".errors.jsonl" : fs::absolute(f.errors, ec).string();
@@ -277,10 +284,10 @@ void AddBatchCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("batch", "Run a model over every record of a file, offline, resumably");
   cmd->add_option("--model-repository", f->model_repository, "Repository folder")->capture_default_str();
   cmd->add_option("--model", f->model, "The model to run")->required();
-  cmd->add_option("--input", f->input, "JSONL (oip, openai) or CSV file of records")->required();
+  cmd->add_option("--input", f->input, "JSONL (oip, openai) or CSV file of records, or a folder of files")->required();
   cmd->add_option("--output", f->output, "JSONL output, one line per succeeded record, in input order")->required();
   cmd->add_option("--errors", f->errors, "Failed records, one line each (default: <output>.errors.jsonl)");
-  cmd->add_option("--format", f->format, "oip, csv or openai (default: csv for *.csv, else oip)");
+  cmd->add_option("--format", f->format, "oip, csv, files or openai (default: files for a folder, csv for *.csv, else oip)");
   cmd->add_option("--endpoint", f->endpoint, "openai: /v1/chat/completions or /v1/completions")->capture_default_str();
   cmd->add_flag("--resume", f->resume, "Continue an interrupted run from its checkpoint");
   cmd->add_option("--checkpoint", f->checkpoint, "Checkpoint file (default: <output>.ckpt; removed when done)");

@@ -406,3 +406,54 @@ def test_offline_kill_test_resumes_with_exactly_one_output_per_key(tmp_path):
     assert len(keys) == KILL_RECORDS and set(keys.values()) == {1}
     assert out.read_bytes() == reference.read_bytes()
     print(f"offline kill test: {KILL_RECORDS} records, {KILLS} SIGKILLs; {resumes}; {redone}")
+
+
+def infer_bytes(server: FerryServer, model: str, data: bytes) -> dict:
+    """The online answer for one BYTES element, sent with the binary tensor extension."""
+    header = json.dumps({"inputs": [{"name": "frame", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(data) + 4}}]}).encode()
+    body = header + len(data).to_bytes(4, "little") + data
+    status, _, raw = server.request("POST", f"/v2/models/{model}/infer", body=body,
+                                    headers={"Inference-Header-Content-Length": str(len(header))})
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def test_a_folder_of_images_is_a_batch_keyed_by_path(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    np = pytest.importorskip("numpy")
+    repo = tmp_path / "models"
+    repo.mkdir()
+    shutil.copytree(EXAMPLES.parent / "rug-cutting" / "models" / "line_search", repo / "line_search")
+    folder = tmp_path / "in" / "frames"
+    (folder / "day2").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    frames = {}
+    for name in ("a.raw", "b.raw", "day2/c.png"):
+        image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        image[:, 150:160] = 255  # a bright stripe: something like a line
+        data = image.tobytes() if name.endswith(".raw") else cv2.imencode(".png", image)[1].tobytes()
+        (folder / name).write_bytes(data)
+        frames[name] = data
+    (folder / "day2" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    server = FerryServer(repo=repo, log_path=tmp_path / "ferry.log",
+                         extra_args=["--batch-input-root", str(tmp_path / "in"), "--data-dir", str(tmp_path / "data")])
+    server.start()
+    try:
+        status, batch = call(server, "POST", "/v1/batches", {"model": "line_search", "input": "frames"})
+        assert status == 200, batch
+        assert batch["format"] == "files"
+        done = wait_batch(server, batch["id"])
+        assert done["request_counts"] == {"total": 4, "completed": 3, "failed": 1}, done
+        out = [json.loads(x) for x in call(server, "GET", f"/v1/files/{done['output_file_id']}/content")[1].splitlines()]
+        assert [o["id"] for o in out] == ["a.raw", "b.raw", "day2/c.png"]  # path order
+        for o in out:
+            online = infer_bytes(server, "line_search", frames[o["id"]])
+            assert o["outputs"] == online["outputs"], o["id"]
+        (err,) = [json.loads(x) for x in call(server, "GET", f"/v1/files/{done['error_file_id']}/content")[1].splitlines()]
+        assert err["id"] == "day2/broken.jpg" and err["error"]["code"] == "INVALID_ARGUMENT"
+        # A folder for a model without a BYTES input is refused at submit.
+        status, e = call(server, "POST", "/v1/batches", {"model": "line_search", "input": "frames", "format": "oip"})
+        assert status == 400 and "folder" in e["error"]
+    finally:
+        assert server.stop() == 0, server.log_text()

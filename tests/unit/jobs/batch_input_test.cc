@@ -101,6 +101,33 @@ TEST_F(RecordReaderTest, CsvSeekToZeroStartsAfterTheHeader) {
   EXPECT_EQ(records[0].line, 2);
 }
 
+TEST_F(RecordReaderTest, AFolderIsItsFilesInPathOrderWithoutFollowingLinks) {
+  std::filesystem::create_directories(dir_.root() / "in" / "sub");
+  Write("in/b.txt", "bee");
+  Write("in/a.txt", "ay");
+  Write("in/sub/c.txt", "see");
+  Write("outside.txt", "secret");
+  std::filesystem::create_symlink(dir_.root() / "outside.txt", dir_.root() / "in" / "link.txt");
+  auto reader = RecordReader::Open(dir_.root() / "in", BatchFormat::kFiles, RecordReaderOptions{2, 64});
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto records = ReadAll(**reader);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].fields, (std::vector<std::string>{"a.txt"}));
+  EXPECT_EQ(records[0].text, "ay");
+  EXPECT_EQ(records[1].fields[0], "b.txt");
+  EXPECT_FALSE(records[1].error.ok());  // 3 bytes, over the 2-byte limit: it fails alone
+  EXPECT_EQ(records[2].fields[0], "sub/c.txt");
+  EXPECT_EQ(records[2].end_offset, 3);
+  auto again = RecordReader::Open(dir_.root() / "in", BatchFormat::kFiles);
+  ASSERT_TRUE((*again)->Seek(2, 2, 2).ok());
+  auto rest = ReadAll(**again);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].text, "see");
+  EXPECT_EQ(*CountRecords(dir_.root() / "in", BatchFormat::kFiles), 3);
+  EXPECT_EQ(RecordReader::Open(dir_.root() / "outside.txt", BatchFormat::kFiles).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(RecordReaderTest, OpenErrorsSayWhatIsWrong) {
   EXPECT_EQ(RecordReader::Open(dir_.root() / "missing.jsonl", BatchFormat::kOip).status().code(),
             StatusCode::kNotFound);
