@@ -28,26 +28,120 @@ std::string TensorErrorLine(const std::string& key, int64_t line, const Status& 
   return out;
 }
 
+// Appends a CSV field, quoted when it holds a comma, a quote or a line end.
+void AppendCsvField(std::string* out, std::string_view field) {
+  if (field.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out->append(field);
+    return;
+  }
+  out->push_back('"');
+  for (char c : field) {
+    if (c == '"') out->push_back('"');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+bool CsvOutputType(DataType t) {
+  return t == DataType::kFp32 || t == DataType::kFp64 || t == DataType::kInt32 || t == DataType::kInt64 ||
+         t == DataType::kBool;
+}
+
+template <typename T>
+T Element(const Tensor& t, int64_t i) {
+  T v;
+  std::memcpy(&v, t.data.data() + i * sizeof(T), sizeof(T));
+  return v;
+}
+
+// How a tensor record's answer is written: the v2 response as one JSON line, or one CSV row
+// `key,<output values...>` under a header (for tabular outputs: every output of a fixed size and a
+// numeric or boolean type). Immutable once made: shared by the executor threads.
+class ResponseRenderer {
+ public:
+  static Result<std::shared_ptr<const ResponseRenderer>> Make(BatchOutputFormat format, const ModelConfig& config) {
+    auto r = std::make_shared<ResponseRenderer>();
+    if (format == BatchOutputFormat::kJsonl) return std::shared_ptr<const ResponseRenderer>(r);
+    r->csv_ = true;
+    r->header_ = "id";
+    for (const TensorSpec& spec : config.outputs) {
+      int64_t n = 1;
+      for (int64_t d : spec.dims) n *= d < 0 ? -1 : d;
+      if (n < 0) return InvalidArgument(fmt::format("output '{}' has a variable size: CSV output needs fixed ones", spec.name));
+      if (!CsvOutputType(spec.dtype)) {
+        return InvalidArgument(fmt::format("output '{}' is {}: CSV output takes numbers and booleans", spec.name,
+                                           DataTypeName(spec.dtype)));
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        r->header_ += ',';
+        AppendCsvField(&r->header_, n == 1 ? spec.name : fmt::format("{}_{}", spec.name, k));
+      }
+    }
+    return std::shared_ptr<const ResponseRenderer>(r);
+  }
+  const std::string& header() const { return header_; }
+  std::string Line(InferResponse& response) const {
+    if (!csv_) {
+      response.binary_outputs.assign(response.outputs.size(), false);
+      return EncodeInferResponse(response).body;
+    }
+    std::string out;
+    AppendCsvField(&out, response.id);
+    for (const Tensor& t : response.outputs) {
+      const int64_t n = static_cast<int64_t>(t.data.size() / std::max<size_t>(1, ElementSize(t.dtype)));
+      for (int64_t i = 0; i < n; ++i) {
+        out += ',';
+        switch (t.dtype) {
+          case DataType::kFp32: AppendJsonFloat(&out, Element<float>(t, i)); break;
+          case DataType::kFp64: AppendJsonDouble(&out, Element<double>(t, i)); break;
+          case DataType::kInt32: out += std::to_string(Element<int32_t>(t, i)); break;
+          case DataType::kInt64: out += std::to_string(Element<int64_t>(t, i)); break;
+          default: out += Element<uint8_t>(t, i) ? '1' : '0'; break;  // BOOL, the last type Make allows
+        }
+      }
+    }
+    return out;
+  }
+
+ private:
+  bool csv_ = false;
+  std::string header_;
+};
+
+// The renderer of a tensor batch's model, made when the executor is prepared.
+Result<std::shared_ptr<const ResponseRenderer>> RendererFor(const BatchServices& services, const std::string& model,
+                                                            BatchOutputFormat format) {
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services.manager->Get(model, std::nullopt));
+  return ResponseRenderer::Make(format, handle->config());
+}
+
 // Runs a decoded request at bulk priority; a full queue or a model not ready yet is "try again".
 void InferRecord(InferenceService* inference, const std::string& model, InferRequest&& request,
-                 std::shared_ptr<CancelToken> cancel, int64_t line, std::function<void(RecordOutcome)> done) {
+                 std::shared_ptr<CancelToken> cancel, int64_t line, std::shared_ptr<const ResponseRenderer> renderer,
+                 std::function<void(RecordOutcome)> done) {
   std::string key = request.id;
   inference->Infer(
       model, std::nullopt, std::move(request), std::move(cancel),
-      [done = std::move(done), key = std::move(key), line](Result<InferResponse> response) {
+      [done = std::move(done), key = std::move(key), line, renderer](Result<InferResponse> response) {
         if (!response.ok()) {
           if (response.status().code() == StatusCode::kUnavailable) return done({RecordOutcome::Kind::kRetry, ""});
           return done({RecordOutcome::Kind::kError, TensorErrorLine(key, line, response.status())});
         }
-        response->binary_outputs.assign(response->outputs.size(), false);
-        done({RecordOutcome::Kind::kOk, EncodeInferResponse(*response).body});
+        done({RecordOutcome::Kind::kOk, renderer->Line(*response)});
       },
       Priority::kBulk);
 }
 
 class OipExecutor final : public RecordExecutor {
  public:
-  OipExecutor(std::string model, InferenceService* inference) : model_(std::move(model)), inference_(inference) {}
+  OipExecutor(std::string model, const BatchServices& services, BatchOutputFormat format)
+      : model_(std::move(model)), services_(services), format_(format) {}
+
+  Status Prepare(const std::vector<std::string>&) override {
+    FERRY_ASSIGN_OR_RETURN(renderer_, RendererFor(services_, model_, format_));
+    return Status::Ok();
+  }
+  std::string OutputHeader() const override { return renderer_ ? renderer_->header() : ""; }
 
   void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
            std::function<void(RecordOutcome)> done) override {
@@ -57,7 +151,8 @@ class OipExecutor final : public RecordExecutor {
     Result<InferRequest> request = DecodeInferRequest(std::move(body), std::nullopt);
     if (!request.ok()) return done({RecordOutcome::Kind::kError, ErrorLine(record, request.status())});
     if (request->id.empty()) request->id = LineKey(record);
-    InferRecord(inference_, model_, std::move(request).value(), std::move(cancel), record.line, std::move(done));
+    InferRecord(services_.inference, model_, std::move(request).value(), std::move(cancel), record.line, renderer_,
+                std::move(done));
   }
   std::string ErrorLine(const BatchRecord& record, const Status& error) override {
     return TensorErrorLine(LineKey(record), record.line, error);
@@ -65,18 +160,23 @@ class OipExecutor final : public RecordExecutor {
 
  private:
   std::string model_;
-  InferenceService* inference_;
+  BatchServices services_;
+  BatchOutputFormat format_;
+  std::shared_ptr<const ResponseRenderer> renderer_;
 };
 
 class CsvExecutor final : public RecordExecutor {
  public:
-  CsvExecutor(std::string model, const BatchServices& services) : model_(std::move(model)), services_(services) {}
+  CsvExecutor(std::string model, const BatchServices& services, BatchOutputFormat format)
+      : model_(std::move(model)), services_(services), format_(format) {}
 
   Status Prepare(const std::vector<std::string>& header) override {
     FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(model_, std::nullopt));
     FERRY_ASSIGN_OR_RETURN(map_, MapCsvColumns(handle->config(), header));
+    FERRY_ASSIGN_OR_RETURN(renderer_, ResponseRenderer::Make(format_, handle->config()));
     return Status::Ok();
   }
+  std::string OutputHeader() const override { return renderer_ ? renderer_->header() : ""; }
   void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
            std::function<void(RecordOutcome)> done) override {
     if (record.fields.size() != map_.column_count) {
@@ -86,7 +186,7 @@ class CsvExecutor final : public RecordExecutor {
     }
     Result<InferRequest> request = CsvRowToRequest(map_, record.fields, Key(record));
     if (!request.ok()) return done({RecordOutcome::Kind::kError, ErrorLine(record, request.status())});
-    InferRecord(services_.inference, model_, std::move(request).value(), std::move(cancel), record.line,
+    InferRecord(services_.inference, model_, std::move(request).value(), std::move(cancel), record.line, renderer_,
                 std::move(done));
   }
   std::string ErrorLine(const BatchRecord& record, const Status& error) override {
@@ -101,14 +201,18 @@ class CsvExecutor final : public RecordExecutor {
   }
   std::string model_;
   BatchServices services_;
+  BatchOutputFormat format_;
   CsvColumnMap map_;
+  std::shared_ptr<const ResponseRenderer> renderer_;
 };
 
 // A folder's files: each file's bytes are the one element of the model's BYTES input (an image the
 // model's preprocess block decodes, or a text), keyed by the file's relative path.
 class FilesExecutor final : public RecordExecutor {
  public:
-  FilesExecutor(std::string model, const BatchServices& services) : model_(std::move(model)), services_(services) {}
+  FilesExecutor(std::string model, const BatchServices& services, BatchOutputFormat format)
+      : model_(std::move(model)), services_(services), format_(format) {}
+  std::string OutputHeader() const override { return renderer_ ? renderer_->header() : ""; }
 
   Status Prepare(const std::vector<std::string>&) override {
     FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(model_, std::nullopt));
@@ -125,6 +229,7 @@ class FilesExecutor final : public RecordExecutor {
       elements *= d;
     }
     if (elements != 1) return InvalidArgument(fmt::format("input '{}' takes more than one element per request", input_));
+    FERRY_ASSIGN_OR_RETURN(renderer_, ResponseRenderer::Make(format_, config));
     return Status::Ok();
   }
   void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
@@ -136,7 +241,8 @@ class FilesExecutor final : public RecordExecutor {
     InferRequest request;
     request.id = record.fields.at(0);
     request.inputs.push_back(Tensor{input_, DataType::kBytes, shape_, Buffer::Own(std::move(bytes))});
-    InferRecord(services_.inference, model_, std::move(request), std::move(cancel), record.line, std::move(done));
+    InferRecord(services_.inference, model_, std::move(request), std::move(cancel), record.line, renderer_,
+                std::move(done));
   }
   std::string ErrorLine(const BatchRecord& record, const Status& error) override {
     return TensorErrorLine(record.fields.empty() ? LineKey(record) : record.fields[0], record.line, error);
@@ -145,8 +251,10 @@ class FilesExecutor final : public RecordExecutor {
  private:
   std::string model_;
   BatchServices services_;
+  BatchOutputFormat format_;
   std::string input_;
   Shape shape_;
+  std::shared_ptr<const ResponseRenderer> renderer_;
 };
 
 // Takes a language model's whole answer to one OpenAI batch line.
@@ -410,13 +518,14 @@ Result<std::unique_ptr<RecordExecutor>> MakeRecordExecutor(const BatchSpec& spec
   switch (spec.format) {
     case BatchFormat::kOpenAi:
       if (services.completions == nullptr) return InvalidArgument("this server has no language models");
+      if (spec.output_format != BatchOutputFormat::kJsonl) return InvalidArgument("OpenAI batch output is JSONL");
       return std::unique_ptr<RecordExecutor>(new OpenAiExecutor(spec, batch_id, services.completions));
     case BatchFormat::kCsv:
-      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services));
+      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services, spec.output_format));
     case BatchFormat::kFiles:
-      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec.model, services));
+      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec.model, services, spec.output_format));
     case BatchFormat::kOip:
-      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services.inference));
+      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services, spec.output_format));
   }
   return InvalidArgument("unknown batch format");
 }

@@ -112,6 +112,7 @@ std::string BatchObjectJson(const Batch& b) {
   w.Key("completed").Int(b.progress.completed).Key("failed").Int(b.progress.failed).EndObject();
   w.Key("metadata").Raw(b.spec.metadata_json.empty() ? "null" : b.spec.metadata_json);
   w.Key("model").String(b.spec.model).Key("format").String(BatchFormatName(b.spec.format));
+  w.Key("output_format").String(b.spec.output_format == BatchOutputFormat::kCsv ? "csv" : "jsonl");
   if (b.spec.input_file_id.empty()) w.Key("input").String(b.spec.input_path);
   w.Key("output").String(b.spec.output_path).Key("errors_output").String(b.spec.errors_path);
   w.Key("priority").Int(b.spec.priority).Key("records_done").Int(b.progress.records_done);
@@ -217,11 +218,13 @@ Result<fs::path> BatchService::ResolveInput(std::string_view text) const {
   return real;
 }
 
-Result<fs::path> BatchService::ResolveOutput(std::string_view text, const std::string& batch_id) const {
+Result<fs::path> BatchService::ResolveOutput(std::string_view text, const std::string& batch_id,
+                                             BatchOutputFormat format) const {
   std::error_code ec;
   fs::path out;
   if (text.empty()) {
-    out = fs::absolute(options_.data_dir / "batches" / batch_id / "output.jsonl");
+    out = fs::absolute(options_.data_dir / "batches" / batch_id /
+                       (format == BatchOutputFormat::kCsv ? "output.csv" : "output.jsonl"));
   } else {
     if (options_.output_root.empty()) {
       return PermissionDenied("outputs by path are off on this server (--batch-output-root); leave 'output' out");
@@ -245,6 +248,7 @@ struct BatchService::Parsed {
   std::string input;     // a path, when no input_file_id
   std::string output;    // a path under the output root, or empty
   bool has_format = false;
+  bool has_output_format = false;
 };
 
 Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
@@ -273,6 +277,12 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
       FERRY_RETURN_IF_ERROR(text(&p.spec.model));
     } else if (key == "output") {
       FERRY_RETURN_IF_ERROR(text(&p.output));
+    } else if (key == "output_format") {
+      std::string f;
+      FERRY_RETURN_IF_ERROR(text(&f));
+      if (f != "jsonl" && f != "csv") return InvalidArgument(fmt::format("output_format must be jsonl or csv, not '{}'", f));
+      p.spec.output_format = f == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
+      p.has_output_format = true;
     } else if (key == "format") {
       std::string f;
       FERRY_RETURN_IF_ERROR(text(&f));
@@ -310,6 +320,10 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
     return InvalidArgument("give exactly one of 'input_file_id' (an uploaded file) and 'input' (a path)");
   }
   if (p.spec.completion_window.empty()) return InvalidArgument("'completion_window' must not be empty");
+  if (!p.has_output_format && p.output.ends_with(".csv")) p.spec.output_format = BatchOutputFormat::kCsv;
+  if (p.spec.format == BatchFormat::kOpenAi && p.spec.output_format != BatchOutputFormat::kJsonl) {
+    return InvalidArgument("an openai batch writes JSONL (OpenAI's batch output lines)");
+  }
   return p;
 }
 
@@ -338,8 +352,9 @@ Status BatchService::CheckModel(const BatchSpec& spec) {
     return InvalidArgument(fmt::format("model '{}' is a language model: use endpoint {} with OpenAI batch lines",
                                        spec.model, kChatEndpoint));
   }
-  if (spec.format == BatchFormat::kCsv || spec.format == BatchFormat::kFiles) {
-    // The format's own check of the input against the model (a CSV header, a BYTES input).
+  {
+    // The format's own check of the input against the model (a CSV header, a BYTES input, outputs a CSV
+    // row can hold).
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(spec.input_path, spec.format));
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordExecutor> executor, MakeRecordExecutor(spec, "", services_));
     FERRY_RETURN_IF_ERROR(executor->Prepare(reader->header()));
@@ -366,7 +381,7 @@ Result<std::string> BatchService::Create(std::string_view body) {
   }
   FERRY_RETURN_IF_ERROR(CheckModel(p.spec));
   const std::string id = NewBatchId();
-  FERRY_ASSIGN_OR_RETURN(fs::path output, ResolveOutput(p.output, id));
+  FERRY_ASSIGN_OR_RETURN(fs::path output, ResolveOutput(p.output, id, p.spec.output_format));
   p.spec.output_path = output.string();
   p.spec.errors_path = output.string() + ".errors.jsonl";
   FERRY_ASSIGN_OR_RETURN(Batch batch, store_->Create(p.spec, id));

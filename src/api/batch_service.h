@@ -50,7 +50,8 @@ class BatchService {
   //   OpenAI: {"input_file_id", "endpoint": "/v1/chat/completions" | "/v1/completions",
   //            "completion_window": "24h", "metadata": {...}}
   //   Ferry:  {"model", "input": "<path under the input root>" | "input_file_id",
-  //            "format": "oip" | "csv" | "openai", "output": "<path under the output root>",
+  //            "format": "oip" | "csv" | "files" | "openai", "output": "<path under the output root>",
+  //            "output_format": "jsonl" | "csv" (default: csv for an output named *.csv),
   //            "priority": 0, "metadata": {...}}
   Result<std::string> Create(std::string_view body);
   Result<std::string> BatchJson(const std::string& id);
@@ -69,7 +70,8 @@ class BatchService {
   struct Parsed;
   Result<Parsed> ParseCreate(std::string_view body);
   Result<std::filesystem::path> ResolveInput(std::string_view path) const;
-  Result<std::filesystem::path> ResolveOutput(std::string_view path, const std::string& batch_id) const;
+  Result<std::filesystem::path> ResolveOutput(std::string_view path, const std::string& batch_id,
+                                              BatchOutputFormat format) const;
   Status CheckModel(const BatchSpec& spec);
 
   BatchStore* store_;

@@ -39,13 +39,18 @@ inline bool IsFinal(BatchState s) {
 //           path, whose bytes feed the model's BYTES input (images through its preprocess block, text).
 enum class BatchFormat { kOip = 0, kOpenAi = 1, kCsv = 2, kFiles = 3 };
 
-std::string_view BatchFormatName(BatchFormat format);  // "oip", "openai", "csv"
+std::string_view BatchFormatName(BatchFormat format);  // "oip", "openai", "csv", "files"
+
+// How a tensor batch's answers are written: one JSON line each (the v2 response), or one CSV row each
+// (`id` and every output value, for tabular outputs) under a header row.
+enum class BatchOutputFormat { kJsonl = 0, kCsv = 1 };
 std::optional<BatchFormat> BatchFormatFromName(std::string_view name);
 
 struct BatchSpec {
   std::string model;            // the model every record runs on; for openai lines, the body's if empty
   std::string endpoint;         // openai: "/v1/chat/completions" or "/v1/completions"; else empty
   BatchFormat format = BatchFormat::kOip;
+  BatchOutputFormat output_format = BatchOutputFormat::kJsonl;
   std::string input_path;       // the input file (a folder for files), absolute
   std::string input_file_id;    // the uploaded file it came from; empty for a path
   std::string output_path;      // the final output (JSONL); written as <output_path>.partial until done

@@ -207,6 +207,13 @@ Status Runner::OpenFiles() {
   FERRY_ASSIGN_OR_RETURN(int64_t out_tail, output_.Open(PartialPath(batch_.spec.output_path), progress_.output_bytes));
   FERRY_ASSIGN_OR_RETURN(int64_t err_tail, errors_.Open(PartialPath(batch_.spec.errors_path), progress_.errors_bytes));
   redone_ = out_tail + err_tail;
+  if (progress_.output_bytes == 0) {
+    // Nothing committed yet: the header starts the file (and is cut and written again on a resume).
+    if (const std::string header = executor_->OutputHeader(); !header.empty()) {
+      output_.Append(header);
+      redone_ = std::max<int64_t>(0, redone_ - 1);
+    }
+  }
   return Status::Ok();
 }
 

@@ -38,6 +38,9 @@ class RecordExecutor {
   virtual ~RecordExecutor() = default;
   // Checks the input's shape (a CSV's columns against the model's inputs) before the first record.
   virtual Status Prepare(const std::vector<std::string>& csv_header) { return Status::Ok(); }
+  // The output's first line (a CSV header), written once before the first record; empty for none.
+  // Valid after Prepare.
+  virtual std::string OutputHeader() const { return ""; }
   virtual void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
                    std::function<void(RecordOutcome)> done) = 0;
   // The errors-file line of a record that failed before it ran (it could not be read).

@@ -31,6 +31,7 @@ struct BatchFlags {
   std::string output;
   std::string errors;
   std::string format;
+  std::string output_format;
   std::string endpoint = "/v1/chat/completions";
   std::string checkpoint;
   std::string default_onnx_backend{kDefaultOnnxBackend};
@@ -101,6 +102,8 @@ Result<BatchSpec> MakeSpec(const BatchFlags& f) {
     return InvalidArgument(fmt::format("input '{}' is not a readable file or folder", f.input));
   }
   spec.input_path = input.string();
+  const std::string out_format = f.output_format.empty() ? (f.output.ends_with(".csv") ? "csv" : "jsonl") : f.output_format;
+  spec.output_format = out_format == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
   spec.output_path = fs::absolute(f.output, ec).string();
   spec.errors_path = f.errors.empty() ? spec.output_path + ".errors.jsonl" : fs::absolute(f.errors, ec).string();
   const fs::path folder = fs::path(spec.output_path).parent_path();
@@ -288,6 +291,9 @@ void AddBatchCommand(CLI::App& app) {
   cmd->add_option("--output", f->output, "JSONL output, one line per succeeded record, in input order")->required();
   cmd->add_option("--errors", f->errors, "Failed records, one line each (default: <output>.errors.jsonl)");
   cmd->add_option("--format", f->format, "oip, csv, files or openai (default: files for a folder, csv for *.csv, else oip)");
+  cmd->add_option("--output-format", f->output_format, "jsonl or csv (a header, then id and the output values; "
+                  "default: csv for an output named *.csv)")
+      ->check(CLI::IsMember({"jsonl", "csv"}));
   cmd->add_option("--endpoint", f->endpoint, "openai: /v1/chat/completions or /v1/completions")->capture_default_str();
   cmd->add_flag("--resume", f->resume, "Continue an interrupted run from its checkpoint");
   cmd->add_option("--checkpoint", f->checkpoint, "Checkpoint file (default: <output>.ckpt; removed when done)");

@@ -163,6 +163,15 @@ def test_csv_rows_map_to_inputs_and_bad_rows_fail_alone(server, roots):
     errors = [json.loads(line) for line in call(server, "GET", f"/v1/files/{done['error_file_id']}/content")[1].splitlines()]
     assert [(e["id"], e["line"]) for e in errors] == [("short", 22), ("typo", 23)]
     assert "fields" in errors[0]["error"]["message"] and "column 2" in errors[1]["error"]["message"]
+    # The same rows answered as CSV: a header, then the id and every output value.
+    status, batch = call(server, "POST", "/v1/batches", {"model": "identity", "input": "rows.csv",
+                                                         "output": "rows-out.csv"})
+    assert status == 200 and batch["output_format"] == "csv", batch
+    done = wait_batch(server, batch["id"])
+    table = list(csv.reader(io.StringIO((roots / "out" / "rows-out.csv").read_text())))
+    assert table[0] == ["id"] + [f"OUTPUT0_{k}" for k in range(16)]
+    assert len(table) == 21 and table[6][0] == "row-5"
+    assert [float(x) for x in table[6][1:]] == [2 * (5 + k) + 1 for k in range(16)]
     # A header that fits no input is refused when submitted.
     (roots / "in" / "wrong.csv").write_text("id,a,b\n1,2,3\n")
     status, err = call(server, "POST", "/v1/batches", {"model": "identity", "input": "wrong.csv"})

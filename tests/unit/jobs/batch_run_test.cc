@@ -184,6 +184,28 @@ TEST_F(BatchRunTest, AStoppedRunResumesFromItsCheckpointWithTheSameOutput) {
   EXPECT_EQ(done.progress.completed + done.progress.failed, 200);
 }
 
+// A FakeExecutor whose output starts with a header line.
+class HeaderExecutor final : public FakeExecutor {
+ public:
+  std::string OutputHeader() const override { return "id,value"; }
+};
+
+TEST_F(BatchRunTest, AnOutputHeaderIsWrittenOnceEvenAcrossAResume) {
+  Batch b = NewBatch(WriteInput(40));
+  HeaderExecutor first;
+  auto stop = CancelToken::Create();
+  BatchRunObserver observer;
+  observer.records = [&](int64_t, int64_t) { stop->Cancel(); };
+  ASSERT_TRUE(Run(b, first, stop, observer).ok());
+  HeaderExecutor second;
+  auto result = Run(Reload(b.id), second);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const std::string out = Read(b.spec.output_path);
+  EXPECT_EQ(out.rfind("id,value\nok rec0\n", 0), 0u) << out.substr(0, 40);
+  EXPECT_EQ(out.find("id,value", 1), std::string::npos);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 41);
+}
+
 TEST_F(BatchRunTest, RetriedRecordsAreRunAgainUntilTheyAnswer) {
   FakeExecutor executor(/*async=*/false, /*retries_per_record=*/2);
   Batch b = NewBatch(WriteInput(30));
