@@ -258,8 +258,11 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
     return InvalidArgument("the batch must be a JSON object");
   }
   Parsed p;
-  for (auto [key, value] : root) {
-    auto text = [&, key = key](std::string* out) -> Status {
+  for (simdjson::dom::key_value_pair field : root) {
+    // Named copies, not structured bindings: lambdas may not capture those before clang 16.
+    const std::string_view key = field.key;
+    const simdjson::dom::element value = field.value;
+    auto text = [&](std::string* out) -> Status {
       std::string_view v;
       if (value.get_string().get(v)) return InvalidArgument(fmt::format("'{}' must be a string", key));
       *out = std::string(v);

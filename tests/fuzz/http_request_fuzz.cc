@@ -48,7 +48,10 @@ struct Stack {
     watcher = std::make_unique<RepositoryWatcher>(repository.get(), manager.get());
     inference = std::make_unique<InferenceService>(manager.get(), metrics.get());
     admin = std::make_unique<AdminService>(AdminOptions{true, "key"}, manager.get(), watcher.get(), repository.get());
-    router = std::make_unique<ServingRouter>(RouterOptions{1 << 20, 64 << 10}, inference.get(), admin.get(), metrics.get());
+    RouterOptions router_options;
+    router_options.max_infer_body_bytes = 1 << 20;
+    router_options.max_other_body_bytes = 64 << 10;
+    router = std::make_unique<ServingRouter>(router_options, inference.get(), admin.get(), metrics.get());
     (void)watcher->PollOnce();
     manager->WaitUntilIdle(std::chrono::seconds(30));
     admin->SetReady(true);
