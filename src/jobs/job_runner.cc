@@ -9,7 +9,6 @@
 namespace ferry {
 namespace {
 
-using Steady = std::chrono::steady_clock;
 
 std::string RandomOwner() {
   std::random_device rd;
@@ -56,7 +55,7 @@ void JobRunner::Stop(std::chrono::milliseconds wait) {
       return;
     }
     stopping_ = true;
-    const auto deadline = Steady::now() + wait;
+    const auto deadline = options_.clock->Now() + wait;
     // The loop keeps storing outcomes while it drains; wait for it to finish them.
     cv_.notify_all();
     cv_.wait_until(lock, deadline, [&] { return running_.empty() && finished_.empty(); });
@@ -77,7 +76,7 @@ void JobRunner::StoreOutcomesLocked(std::unique_lock<std::mutex>& lock) {
     auto it = running_.find(f.id);
     const bool lost = it == running_.end() || it->second.cancel->cancelled();
     const std::string model = it == running_.end() ? std::string() : it->second.model;
-    const auto run = it == running_.end() ? std::chrono::steady_clock::duration() : Steady::now() - it->second.started;
+    const auto run = it == running_.end() ? SteadyTime::duration() : options_.clock->Now() - it->second.started;
     lock.unlock();
     Status stored;
     if (lost) {
@@ -112,9 +111,9 @@ void JobRunner::HeartbeatAll(std::unique_lock<std::mutex>& lock) {
 }
 
 void JobRunner::Loop() {
-  auto next_reap = Steady::now();
-  auto next_cleanup = Steady::now();
-  auto next_heartbeat = Steady::now() + options_.heartbeat_every;
+  auto next_reap = options_.clock->Now();
+  auto next_cleanup = options_.clock->Now();
+  auto next_heartbeat = options_.clock->Now() + options_.heartbeat_every;
   std::unique_lock lock(mu_);
   for (;;) {
     StoreOutcomesLocked(lock);
@@ -124,7 +123,7 @@ void JobRunner::Loop() {
       cv_.wait_for(lock, options_.poll_every);
       continue;
     }
-    const auto now = Steady::now();
+    const auto now = options_.clock->Now();
     if (now >= next_heartbeat && !running_.empty()) {
       HeartbeatAll(lock);
       next_heartbeat = now + options_.heartbeat_every;
@@ -154,7 +153,7 @@ void JobRunner::Loop() {
       } else {
         for (Job& job : *leased) {
           auto token = CancelToken::Create();
-          running_[job.id] = Running{token, job.spec.model, Steady::now()};
+          running_[job.id] = Running{token, job.spec.model, options_.clock->Now()};
           lock.unlock();
           if (observer_.started) observer_.started(job);
           executor_(job, token, [this, id = job.id](JobOutcome outcome) {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/cancel_token.h"
+#include "common/clock.h"
 #include "jobs/job_store.h"
 
 namespace ferry {
@@ -32,6 +33,8 @@ struct JobRunnerOptions {
   std::chrono::milliseconds reap_every{1'000};
   std::chrono::milliseconds retention{std::chrono::hours(24)};
   std::chrono::milliseconds cleanup_every{std::chrono::minutes(1)};
+  // When heartbeats, reaps and clean-ups are due, and run times (the waits between looks are real).
+  const Clock* clock = &Clock::Real();
 };
 
 // The outcome of one attempt: the result to store, or an error and whether another attempt may help.
@@ -75,7 +78,7 @@ class JobRunner {
   struct Running {
     std::shared_ptr<CancelToken> cancel;
     std::string model;
-    std::chrono::steady_clock::time_point started;
+    SteadyTime started;
   };
   void Loop();
   void StoreOutcomesLocked(std::unique_lock<std::mutex>& lock);

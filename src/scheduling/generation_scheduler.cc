@@ -91,7 +91,7 @@ Status GenerationScheduler::Generate(GenerationRequest&& request) {
   auto waiting = std::make_unique<Waiting>();
   waiting->request = std::move(request);
   waiting->prompt = std::move(prompt);
-  waiting->submitted = std::chrono::steady_clock::now();
+  waiting->submitted = options_.clock->Now();
   {
     std::lock_guard lock(mu_);
     if (draining_) return Unavailable(fmt::format("model '{}' is unloading", options_.model_name));
@@ -150,7 +150,7 @@ void GenerationScheduler::Finish(Slot& slot, Result<GenerationStats> outcome) {
     if (!rest.empty()) slot.work->request.sink->OnText(rest);
   }
   if (outcome.ok() && options_.observer) {
-    options_.observer->OnFinished(*outcome, SecondsBetween(slot.work->submitted, std::chrono::steady_clock::now()));
+    options_.observer->OnFinished(*outcome, SecondsBetween(slot.work->submitted, options_.clock->Now()));
   }
   slot.work->request.sink->OnFinish(outcome);
   model_->ClearSequence(slot.sequence);
@@ -224,7 +224,7 @@ int32_t GenerationScheduler::Admit() {
   }
   for (auto& w : dropped) w->request.sink->OnFinish(Cancelled("the client went away"));
 
-  const SteadyTime now = std::chrono::steady_clock::now();
+  const SteadyTime now = options_.clock->Now();
   int32_t running = 0;
   for (auto& slot : slots_) {
     if (!slot->busy()) continue;
@@ -279,7 +279,7 @@ int32_t GenerationScheduler::BuildBatch() {
 }
 
 void GenerationScheduler::SampleAll() {
-  const SteadyTime done = std::chrono::steady_clock::now();
+  const SteadyTime done = options_.clock->Now();
   for (auto& slot : slots_) {
     if (!slot->busy() || slot->in_batch == 0) continue;
     // Advance what this decode consumed.

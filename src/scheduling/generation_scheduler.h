@@ -71,6 +71,7 @@ struct GenerationSchedulerOptions {
   std::string model_name;     // for log lines
   size_t max_waiting = 64;    // requests waiting for a slot, per priority class; Unavailable beyond it
   std::shared_ptr<GenerationObserver> observer;  // may be null
+  const Clock* clock = &Clock::Real();           // the times in GenerationStats and the observer's
 };
 
 class GenerationScheduler final : public Scheduler {

@@ -250,5 +250,46 @@ TEST_F(JobRunnerTest, ReportsStartsEndsAndCountsToItsObserver) {
   EXPECT_EQ(StateOf(bad), JobState::kFailed);
 }
 
+TEST_F(JobRunnerTest, HeartbeatsAndRunTimesFollowTheInjectedClock) {
+  const std::string id = Submit("held");
+  FakeClock clock;
+  JobRunnerOptions options = FastOptions(1);
+  options.clock = &clock;
+  options.heartbeat_every = std::chrono::seconds(10);
+  options.reap_every = std::chrono::hours(1);
+  std::mutex mu;
+  std::function<void(JobOutcome)> finish;
+  std::vector<double> runs;
+  JobRunnerObserver observer;
+  observer.ended = [&](const std::string&, std::chrono::duration<double> run, const std::string&) {
+    std::lock_guard lock(mu);
+    runs.push_back(run.count());
+  };
+  JobRunner runner(store_.get(),
+                   [&](const Job&, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                     std::lock_guard lock(mu);
+                     finish = std::move(done);
+                   },
+                   options, observer);
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard lock(mu);
+    return finish != nullptr;
+  }));
+  const int64_t leased_until = (**store_->Get(id)).lease_expires_ms;
+  // A heartbeat is due 10 s of the runner's clock after the lease, whatever the real time.
+  clock.Advance(std::chrono::seconds(11));
+  ASSERT_TRUE(Eventually([&] { return (**store_->Get(id)).lease_expires_ms > leased_until; }));
+  {
+    std::lock_guard lock(mu);
+    finish({Status::Ok(), "done", true});
+  }
+  ASSERT_TRUE(Eventually([&] { return StateOf(id) == JobState::kSucceeded; }));
+  runner.Stop(milliseconds(1000));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_DOUBLE_EQ(runs[0], 11.0);  // the run time is the fake clock's, to the nanosecond
+}
+
 }  // namespace
 }  // namespace ferry

@@ -51,10 +51,12 @@ class CollectingSink final : public GenerationSink {
 };
 
 struct Fixture {
-  explicit Fixture(FakeModelOptions options = {}, size_t max_waiting = 8) : log(std::make_shared<FakeModelLog>()) {
+  explicit Fixture(FakeModelOptions options = {}, size_t max_waiting = 8, const Clock* clock = &Clock::Real())
+      : log(std::make_shared<FakeModelLog>()) {
     GenerationSchedulerOptions o;
     o.model_name = "fake";
     o.max_waiting = max_waiting;
+    o.clock = clock;
     auto made = GenerationScheduler::Create(o, std::make_unique<FakeLanguageModel>(options, log));
     EXPECT_TRUE(made.ok()) << made.status().ToString();
     scheduler = std::move(made).value();
@@ -229,6 +231,20 @@ TEST(GenerationScheduler, FreeSlotsGoToOnlineThenJobsThenBulkWork) {
   ASSERT_TRUE(running->Wait().ok());
   for (auto& s : sinks) ASSERT_TRUE(s->Wait().ok());
   EXPECT_EQ(order, (std::vector<std::string>{"online", "job", "bulk"}));
+}
+
+TEST(GenerationScheduler, TimingsComeFromTheInjectedClock) {
+  FakeModelOptions options;
+  options.decode_delay = std::chrono::milliseconds(2);  // real time passes; the scheduler's does not
+  FakeClock clock;
+  Fixture f(options, 8, &clock);
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(f.scheduler->Generate(f.Request("a", 3, sink)).ok());
+  auto stats = sink->Wait();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->queue_ms, 0.0);
+  EXPECT_EQ(stats->prompt_ms, 0.0);
+  EXPECT_EQ(stats->generation_ms, 0.0);
 }
 
 TEST(GenerationScheduler, FullWaitingQueueIsUnavailable) {
