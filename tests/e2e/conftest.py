@@ -247,3 +247,31 @@ def pytest_runtest_makereport(item, call):
 
 def load_reference(name: str) -> dict:
     return json.loads((REFERENCE / f"{name}.json").read_text())
+
+
+def repository_index(server: FerryServer) -> list[dict]:
+    """POST /v2/repository/index with the admin key (servers started with --admin-key ADMIN_KEY)."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("POST", "/v2/repository/index", body=b"{}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200, body
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def wait_for_entry(server: FerryServer, model: str, version: str, predicate, what: str,
+                   timeout_s: float = 30.0) -> dict:
+    """Polls the repository index until the model version's entry satisfies `predicate`."""
+    deadline = time.monotonic() + timeout_s
+    entry = None
+    while time.monotonic() < deadline:
+        entry = next((e for e in repository_index(server)
+                      if e.get("name") == model and e.get("version") == version), None)
+        if entry is not None and predicate(entry):
+            return entry
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {model} version {version} {what}; last entry {entry}; "
+                         f"index {repository_index(server)}")

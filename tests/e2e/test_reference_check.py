@@ -24,7 +24,7 @@ import pytest
 import requests
 import tritonclient.http as httpclient
 
-from conftest import ADMIN_KEY, EXAMPLES, ROOT
+from conftest import ADMIN_KEY, EXAMPLES, ROOT, repository_index, wait_for_entry
 
 TOKENS_SHAPE = [2, 8, 32]
 OUTPUT = {"transformer": "encoded", "attention": "attended"}
@@ -47,25 +47,6 @@ def infer_tokens(url: str, model: str, x: np.ndarray, output: str, version: str 
     finally:
         client.close()
 
-
-def repository_index(server) -> list[dict]:
-    r = requests.post(f"{server.base_url}/v2/repository/index", data="{}",
-                      headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def wait_for_entry(server, model: str, version: str, predicate, what: str) -> dict:
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    entry = None
-    while time.monotonic() < deadline:
-        entry = next((e for e in repository_index(server)
-                      if e.get("name") == model and e.get("version") == version), None)
-        if entry is not None and predicate(entry):
-            return entry
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {model} version {version} {what}; last entry {entry}; "
-                         f"index {repository_index(server)}")
 
 
 def settled_unavailable(entry: dict) -> bool:

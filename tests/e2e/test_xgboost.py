@@ -25,7 +25,7 @@ import requests
 import tritonclient.http as httpclient
 import xgboost as xgb
 
-from conftest import ADMIN_KEY, EXAMPLES, ROOT
+from conftest import ADMIN_KEY, EXAMPLES, ROOT, repository_index, wait_for_entry
 
 TOLERANCE = 1e-6
 SETTLE_TIMEOUT_S = 30.0
@@ -192,24 +192,6 @@ def test_wrong_feature_counts_and_non_numeric_values_are_400_json(ferry, client)
 
 
 # ------------------------------------------------------------------------------------------------ (d)
-
-def repository_index(server) -> list[dict]:
-    r = requests.post(f"{server.base_url}/v2/repository/index", data="{}",
-                      headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def wait_for_entry(server, model: str, version: str, predicate, what: str) -> dict:
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    entry = None
-    while time.monotonic() < deadline:
-        entry = next((e for e in repository_index(server)
-                      if e.get("name") == model and e.get("version") == version), None)
-        if entry is not None and predicate(entry):
-            return entry
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {model} version {version} {what}; last entry {entry}")
 
 
 def refused(entry: dict) -> bool:
