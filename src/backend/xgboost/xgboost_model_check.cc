@@ -153,6 +153,11 @@ Status CheckStructure(const Nodes& nodes, std::string_view path, int64_t num_fea
     if (!leaf && (l < 1 || l >= n || r < 1 || r >= n || l == r)) {
       return Bad(path, fmt::format("node {} has children ({}, {}); expected -1 for both or two of 1..{}", i, l, r, n - 1));
     }
+    if (!leaf && r != l + 1) {
+      // XGBoost 1.7's predictor finds the right child as the left one plus one (found by
+      // fuzz_xgboost_model: swapped children read past the tree), and its trainer always writes them so.
+      return Bad(path, fmt::format("node {} has children ({}, {}); the right child must follow the left one", i, l, r));
+    }
     if (nodes.default_left[i] != 0 && nodes.default_left[i] != 1) {
       return Bad(path, fmt::format("node {}: default_left is {}, expected 0 or 1", i, nodes.default_left[i]));
     }
@@ -309,10 +314,52 @@ Status CheckVersion(object root, std::array<int64_t, 3> library, XgboostModelInf
   return Status::Ok();
 }
 
+// XGBoost's parser and this check could read different members of an object that names one twice
+// (found by fuzz_xgboost_model: a second "gradient_booster" holding two trees of one id passed the
+// check and made XGBoost's loader free a tree twice), so no object may name a key twice.
+Status RefuseDuplicateKeys(element root) {
+  std::vector<element> stack{root};
+  std::vector<std::string_view> keys;
+  auto nested = [](element e) {
+    return e.type() == element_type::OBJECT || e.type() == element_type::ARRAY;
+  };
+  while (!stack.empty()) {
+    const element e = stack.back();
+    stack.pop_back();
+    object o;
+    array a;
+    if (e.get_object().get(o) == simdjson::SUCCESS) {
+      keys.clear();
+      for (simdjson::dom::key_value_pair field : o) {
+        keys.push_back(field.key);
+        if (nested(field.value)) stack.push_back(field.value);
+      }
+      std::sort(keys.begin(), keys.end());
+      if (auto it = std::adjacent_find(keys.begin(), keys.end()); it != keys.end()) {
+        return InvalidArgument(fmt::format("an object of the model names '{}' twice", std::string(*it).substr(0, 64)));
+      }
+    } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+      for (element child : a) {
+        if (nested(child)) stack.push_back(child);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<XgboostModelInfo> CheckXgboostModel(std::string_view bytes, XgboostFormat format,
                                            std::array<int64_t, 3> library_version) {
+  // XGBoost 1.7 takes a file for JSON or UBJSON only when its first byte is '{'; anything else (leading
+  // white space included) goes to its legacy binary reader, which trusts lengths it reads from the file
+  // (found by fuzz_xgboost_model: an allocation of 2^61 bytes). So the check refuses what XGBoost would
+  // not read as the format checked here.
+  if (bytes.empty() || bytes.front() != '{') {
+    return InvalidArgument(fmt::format("not a {} document XGBoost reads as one: the file must start with '{{' "
+                                       "(no white space before it)",
+                                       format == XgboostFormat::kUbjson ? "UBJSON" : "JSON"));
+  }
   std::string transcoded;
   if (format == XgboostFormat::kUbjson) {
     FERRY_ASSIGN_OR_RETURN(transcoded, UbjsonToJson(bytes));
@@ -324,6 +371,7 @@ Result<XgboostModelInfo> CheckXgboostModel(std::string_view bytes, XgboostFormat
   if (const auto error = parser.parse(text).get(root_element); error != simdjson::SUCCESS) {
     return InvalidArgument(fmt::format("not a JSON document: {}", simdjson::error_message(error)));
   }
+  FERRY_RETURN_IF_ERROR(RefuseDuplicateKeys(root_element));
   FERRY_ASSIGN_OR_RETURN(object root, Object(root_element, "model"));
   if (!Has(root, "learner")) return InvalidArgument("not an XGBoost model: no 'learner' object");
   XgboostModelInfo info;

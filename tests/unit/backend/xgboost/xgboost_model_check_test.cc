@@ -99,18 +99,22 @@ TEST(XgboostModelCheckTest, RefusesChildrenOutOfRange) {
   ExpectRefused(m, "node 0 has children (2, 2)");
   m.trees[0].left[0] = -1;  // half a leaf
   ExpectRefused(m, "node 0 has children (-1, 2)");
+  m.trees[0] = FiveNodes();
+  std::swap(m.trees[0].left[0], m.trees[0].right[0]);  // XGBoost finds the right child at left + 1
+  ExpectRefused(m, "the right child must follow the left one");
 }
 
 TEST(XgboostModelCheckTest, RefusesACycleAndASharedChild) {
   TinyModel m;
   m.trees = {FiveNodes()};
-  m.trees[0].left[3] = 1;  // node 3 leads back up to node 1
+  m.trees[0].left[3] = 3;  // node 3 leads back to itself and on to node 4
   m.trees[0].right[3] = 4;
   ExpectRefused(m, "reached twice");
 
   TinyModel shared;
   shared.trees = {FiveNodes()};
-  shared.trees[0].right[1] = 2;  // node 2 would be both 0's and 1's child
+  shared.trees[0].left[1] = 2;  // node 2 would be both 0's and 1's child
+  shared.trees[0].right[1] = 3;
   ExpectRefused(shared, "reached twice");
 }
 
@@ -234,6 +238,33 @@ TEST(XgboostModelCheckTest, EveryTruncationOfAModelIsRefused) {
       EXPECT_FALSE(CheckXgboostModel(bytes->substr(0, n), format, kLibrary).ok()) << n;
     }
     EXPECT_TRUE(CheckXgboostModel(*bytes, format, kLibrary).ok());
+  }
+}
+
+TEST(XgboostModelCheckDuplicatesTest, RefusesAnObjectThatNamesAKeyTwice) {
+  TinyModel m;
+  const std::string good = ModelJson(m);
+  ASSERT_TRUE(CheckXgboostModel(good, XgboostFormat::kJson, kLibrary).ok());
+  // A second "learner" after the first: the check would read one and XGBoost another.
+  const std::string twice = good.substr(0, good.size() - 1) + R"(,"learner":{}})";
+  auto r = CheckXgboostModel(twice, XgboostFormat::kJson, kLibrary);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("names 'learner' twice"), std::string::npos) << r.status().message();
+  // At any depth: fuzz_xgboost_model found a second "gradient_booster" whose two trees shared an id,
+  // which passed the check and made XGBoost's loader free a tree twice.
+  const std::string nested = R"({"learner":{"a":1,"b":{"k":1,"k":2}},"version":[1,7,4]})";
+  r = CheckXgboostModel(nested, XgboostFormat::kJson, kLibrary);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("names 'k' twice"), std::string::npos) << r.status().message();
+}
+
+TEST(XgboostModelCheckDuplicatesTest, RefusesWhatXgboostWouldReadAsItsBinaryFormat) {
+  TinyModel m;
+  for (const std::string& lead : {std::string("\n"), std::string(" "), std::string("\xEF\xBB\xBF")}) {
+    auto r = CheckXgboostModel(lead + ModelJson(m), XgboostFormat::kJson, kLibrary);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("must start with '{'"), std::string::npos) << r.status().message();
   }
 }
 
