@@ -306,6 +306,14 @@ Status RequestDecoder::TakeBinarySlice(Tensor* tensor, int64_t declared_size, in
                                          declared_size, DataTypeName(tensor->dtype), ShapeToString(tensor->shape),
                                          *expected));
     }
+    if (tensor->dtype == DataType::kBool) {
+      // One byte per element, 0 or 1: any other byte is no boolean (and would not survive a JSON answer).
+      const uint8_t* bad = std::find_if(slice, slice + size, [](uint8_t b) { return b > 1; });
+      if (bad != slice + size) {
+        return InvalidArgument(fmt::format("input '{}': BOOL element {} is the byte {}; binary BOOL is 0 or 1", name,
+                                           bad - slice, static_cast<int>(*bad)));
+      }
+    }
   }
   // A view, not a copy: the tensor keeps the whole body alive.
   tensor->data = Buffer::View(body_, slice, size);

@@ -75,6 +75,14 @@ TEST(BinaryDecodeTest, SmallBinaryPartsAreParsedFromACopy) {
   EXPECT_EQ(Values<uint8_t>(r->inputs[0]), v);
 }
 
+TEST(BinaryDecodeTest, BinaryBoolElementsOtherThanZeroOrOneAreRefused) {
+  // Found by fuzz_infer_request: a byte 0x80 passed as BOOL and came back as true, not as itself.
+  auto r = DecodeBinary(Request(BinaryInput("b", "BOOL", "[3]", 3)), RawBytes(std::vector<uint8_t>{1, 0x80, 0}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("BOOL element 1 is the byte 128"), std::string::npos) << r.status().message();
+}
+
 TEST(BinaryDecodeTest, BinaryBytesThatLookLikeJsonDoNotConfuseTheParser) {
   const std::string binary = std::string(",\"x\":[1,2,3]}]}") + std::string(100, ' ');
   const std::string json = Request(BinaryInput("s", "UINT8", "[" + std::to_string(binary.size()) + "]", binary.size()));
