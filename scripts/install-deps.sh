@@ -39,6 +39,8 @@ packages=(
   libmodbus-dev=3.1.6-2.1+deb12u1
   wrk=4.1.0-3+b2 nginx-light
   curl procps
+  # schedules read their time zones from /usr/share/zoneinfo; unpinned so that rule updates apply
+  tzdata
   # the power-loss check traces fsyncs against 202s (shared/reliability.md R2, without FUSE)
   strace=6.1-0.1
   # perf_analyzer (from the tritonclient 2.41.0 wheel) links libb64
