@@ -367,6 +367,76 @@ Status BatchService::CheckModel(const BatchSpec& spec) {
 
 Result<std::string> BatchService::Create(std::string_view body) {
   FERRY_ASSIGN_OR_RETURN(Parsed p, ParseCreate(body));
+  FERRY_ASSIGN_OR_RETURN(Batch batch, CreateParsed(std::move(p), NewBatchId()));
+  return BatchObjectJson(batch);
+}
+
+Result<bool> BatchService::Launch(const BatchOrder& order) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<Batch> existing, store_->Get(order.id));
+  if (existing) return false;
+  Parsed p;
+  const BatchTemplate& t = order.batch;
+  p.spec.model = t.model;
+  p.spec.endpoint = t.endpoint;
+  p.spec.priority = t.priority;
+  p.spec.metadata_json = order.metadata_json.empty() ? "{}" : order.metadata_json;
+  p.input = t.input;
+  p.output = t.output;
+  if (!t.format.empty()) {
+    std::optional<BatchFormat> format = BatchFormatFromName(t.format);
+    if (!format) return InvalidArgument(fmt::format("format must be oip, csv, files or openai, not '{}'", t.format));
+    p.spec.format = *format;
+    p.has_format = true;
+  } else if (!t.endpoint.empty()) {
+    p.spec.format = BatchFormat::kOpenAi;
+  } else {
+    p.spec.format = t.input.ends_with(".csv") ? BatchFormat::kCsv : BatchFormat::kOip;
+  }
+  if (!t.output_format.empty()) {
+    p.spec.output_format = t.output_format == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
+    p.has_output_format = true;
+  } else if (t.output.ends_with(".csv")) {
+    p.spec.output_format = BatchOutputFormat::kCsv;
+  }
+  FERRY_RETURN_IF_ERROR(CreateParsed(std::move(p), order.id).status());
+  return true;
+}
+
+Status BatchService::CheckTemplate(const BatchTemplate& t) {
+  if (!t.endpoint.empty()) {
+    if (t.endpoint != kChatEndpoint && t.endpoint != kCompletionsEndpoint) {
+      return InvalidArgument(fmt::format("endpoint must be {} or {}", kChatEndpoint, kCompletionsEndpoint));
+    }
+    if (services_.completions == nullptr) return InvalidArgument("this server has no language models");
+    if (t.model.empty()) return Status::Ok();  // each line names its model
+    const TextApi api = t.endpoint == kCompletionsEndpoint ? TextApi::kCompletions : TextApi::kChat;
+    return services_.completions->CheckJob(
+        api, api == TextApi::kChat ? R"({"messages":[{"role":"user","content":"x"}]})" : R"({"prompt":"x"})", t.model);
+  }
+  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(t.model, std::nullopt));
+  if (handle->scheduler().generator() != nullptr) {
+    return InvalidArgument(fmt::format("model '{}' is a language model: give endpoint {}", t.model, kChatEndpoint));
+  }
+  return Status::Ok();
+}
+
+Result<bool> BatchService::BatchRunning(const std::string& id) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<Batch> b, store_->Get(id));
+  return b && !IsFinal(b->state);
+}
+
+Result<std::pair<std::string, std::string>> BatchService::BatchOutcome(const std::string& id) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<Batch> b, store_->Get(id));
+  if (!b) return std::pair<std::string, std::string>("failed", "the batch is gone");
+  if (!IsFinal(b->state)) return std::pair<std::string, std::string>();
+  std::string error = b->error;
+  if (error.empty() && b->progress.failed > 0) {
+    error = fmt::format("{} of {} records failed (see {})", b->progress.failed, b->progress.records_done, b->spec.errors_path);
+  }
+  return std::pair<std::string, std::string>(std::string(BatchStateName(b->state)), error);
+}
+
+Result<Batch> BatchService::CreateParsed(Parsed p, const std::string& id) {
   if (!p.spec.input_file_id.empty()) {
     FERRY_ASSIGN_OR_RETURN(std::optional<StoredFile> f, store_->GetFile(p.spec.input_file_id));
     if (!f) return NotFound(fmt::format("no file '{}'", p.spec.input_file_id.substr(0, 64)));
@@ -383,13 +453,12 @@ Result<std::string> BatchService::Create(std::string_view body) {
     }
   }
   FERRY_RETURN_IF_ERROR(CheckModel(p.spec));
-  const std::string id = NewBatchId();
   FERRY_ASSIGN_OR_RETURN(fs::path output, ResolveOutput(p.output, id, p.spec.output_format));
   p.spec.output_path = output.string();
   p.spec.errors_path = output.string() + ".errors.jsonl";
   FERRY_ASSIGN_OR_RETURN(Batch batch, store_->Create(p.spec, id));
   if (on_change_) on_change_();
-  return BatchObjectJson(batch);
+  return batch;
 }
 
 Result<std::string> BatchService::BatchJson(const std::string& id) {

@@ -14,6 +14,7 @@
 #include "api/json_watcher.h"
 #include "jobs/batch_scheduler.h"
 #include "jobs/batch_store.h"
+#include "schedules/schedule.h"
 
 namespace ferry {
 
@@ -66,9 +67,19 @@ class BatchService {
   // For the scheduler.
   RecordExecutorFactory ExecutorFactory();
 
+  // For schedules and triggers (schedules/BatchLauncher): the order's batch under its own id, checked
+  // as POST /v1/batches checks one; false when a batch with that id exists.
+  Result<bool> Launch(const BatchOrder& order);
+  // The model exists and takes batches of that kind.
+  Status CheckTemplate(const BatchTemplate& batch);
+  Result<bool> BatchRunning(const std::string& id);
+  // A final batch's state name and why it failed (or how many records did); empty while it runs.
+  Result<std::pair<std::string, std::string>> BatchOutcome(const std::string& id);
+
  private:
   struct Parsed;
   Result<Parsed> ParseCreate(std::string_view body);
+  Result<Batch> CreateParsed(Parsed p, const std::string& id);
   Result<std::filesystem::path> ResolveInput(std::string_view path) const;
   Result<std::filesystem::path> ResolveOutput(std::string_view path, const std::string& batch_id,
                                               BatchOutputFormat format) const;

@@ -81,7 +81,8 @@ Result<std::string> Upload(BatchService* batches, const HttpRequest& request, Sp
 }  // namespace
 
 bool ServingRouter::IsBatchRoute(const std::vector<std::string_view>& parts) {
-  return parts.size() >= 2 && parts[0] == "v1" && (parts[1] == "files" || parts[1] == "batches");
+  return parts.size() >= 2 && parts[0] == "v1" &&
+         (parts[1] == "files" || parts[1] == "batches" || parts[1] == "schedules" || parts[1] == "triggers");
 }
 
 std::string ServingRouter::SpoolFolder(std::string_view method, std::string_view path) const {
@@ -91,6 +92,7 @@ std::string ServingRouter::SpoolFolder(std::string_view method, std::string_view
 
 void ServingRouter::HandleBatchRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
                                      std::vector<std::string_view>& parts, HttpResponder& respond) {
+  if (parts[1] == "schedules" || parts[1] == "triggers") return HandleScheduleRoute(request, parts, respond);
   if (batches_ == nullptr) return respond(JsonResponse(404, EncodeErrorJson("batches are off on this server")));
   const std::string& method = request.method;
   const bool files = parts[1] == "files";
@@ -142,6 +144,38 @@ void ServingRouter::HandleBatchRoute(HttpRequest&& request, std::shared_ptr<Canc
   } else {  // events
     if (method != "GET") return respond(MethodNotAllowed("GET"));
     return StreamBatchEvents(id, std::move(cancel), respond);
+  }
+  HttpResponder shared = respond;
+  if (!batch_pool_.Post([work = std::move(work), shared] { shared(work()); })) {
+    respond(ErrorResponse(Unavailable("too many batch requests in progress")));
+  }
+}
+
+void ServingRouter::HandleScheduleRoute(const HttpRequest& request, std::vector<std::string_view>& parts,
+                                        HttpResponder& respond) {
+  if (schedules_ == nullptr) return respond(JsonResponse(404, EncodeErrorJson("schedules are off on this server")));
+  if (parts.size() > 3) return respond(JsonResponse(404, EncodeErrorJson("not found")));
+  const bool triggers = parts[1] == "triggers";
+  const std::string name = parts.size() == 3 ? std::string(parts[2]) : std::string();
+  const std::string& method = request.method;
+  std::function<HttpResponse()> work;
+  if (triggers) {
+    if (method != "GET") return respond(MethodNotAllowed("GET"));
+    work = [this, name] { return FromResult(name.empty() ? schedules_->ListTriggersJson() : schedules_->TriggerJson(name)); };
+  } else if (name.empty()) {
+    if (method == "GET") {
+      work = [this] { return FromResult(schedules_->ListJson()); };
+    } else if (method == "POST") {
+      work = [this, body = request.body] { return FromResult(schedules_->Create(*body)); };
+    } else {
+      return respond(MethodNotAllowed("GET, POST"));
+    }
+  } else if (method == "GET") {
+    work = [this, name] { return FromResult(schedules_->GetJson(name)); };
+  } else if (method == "DELETE") {
+    work = [this, name] { return FromResult(schedules_->Delete(name)); };
+  } else {
+    return respond(MethodNotAllowed("GET, DELETE"));
   }
   HttpResponder shared = respond;
   if (!batch_pool_.Post([work = std::move(work), shared] { shared(work()); })) {

@@ -9,6 +9,9 @@ Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
   const std::string kind = sqlite3_errstr(rc);
   const std::string message =
       detail == kind ? fmt::format("{}: {}", what, detail) : fmt::format("{}: {} ({})", what, detail, kind);
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+    return Status(StatusCode::kAlreadyExists, "store: " + message);
+  }
   switch (rc & 0xff) {  // the primary code; extended codes keep it in the low byte
     case SQLITE_FULL:
     case SQLITE_IOERR:

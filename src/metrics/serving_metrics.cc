@@ -71,6 +71,13 @@ ServingMetrics::ServingMetrics()
                              .Help("Duration of each batch run").Register(*registry_)),
       batches_running_(prometheus::BuildGauge().Name("ferry_batches_running")
                            .Help("Batches running now").Register(*registry_)),
+      schedule_slots_(prometheus::BuildCounter().Name("ferry_schedule_slots_total")
+                          .Help("Schedule slots by outcome (fired, missed, skipped, failed)").Register(*registry_)),
+      schedule_next_run_(prometheus::BuildGauge().Name("ferry_schedule_next_run_timestamp_seconds")
+                             .Help("Each schedule's next slot, Unix seconds").Register(*registry_)),
+      trigger_files_(prometheus::BuildCounter().Name("ferry_trigger_files_total")
+                         .Help("Trigger entries by outcome (seen, started, refused, completed, failed)")
+                         .Register(*registry_)),
       webhook_deliveries_(prometheus::BuildCounter().Name("ferry_webhook_deliveries_total")
                               .Help("Webhook delivery attempts by outcome (delivered, retry, failed, disabled)")
                               .Register(*registry_)),
@@ -162,6 +169,21 @@ void ServingMetrics::ObserveBatchRun(const std::string& state, double seconds) {
 void ServingMetrics::SetBatchesRunning(double count) {
   std::lock_guard lock(mu_);
   batches_running_.Add({}).Set(count);
+}
+
+void ServingMetrics::CountScheduleSlots(const std::string& schedule, const std::string& outcome, int64_t count) {
+  std::lock_guard lock(mu_);
+  schedule_slots_.Add({{"schedule", schedule}, {"outcome", outcome}}).Increment(static_cast<double>(count));
+}
+
+void ServingMetrics::SetScheduleNextRun(const std::string& schedule, double unix_seconds) {
+  std::lock_guard lock(mu_);
+  schedule_next_run_.Add({{"schedule", schedule}}).Set(unix_seconds);
+}
+
+void ServingMetrics::CountTriggerFile(const std::string& trigger, const std::string& outcome) {
+  std::lock_guard lock(mu_);
+  trigger_files_.Add({{"trigger", trigger}, {"outcome", outcome}}).Increment();
 }
 
 void ServingMetrics::ObserveWebhookAttempt(const std::string& outcome, double seconds) {

@@ -61,6 +61,12 @@ class ServingMetrics {
   void CountBatchRecords(int64_t completed, int64_t failed);
   void ObserveBatchRun(const std::string& state, double seconds);
   void SetBatchesRunning(double count);
+  // Schedules: slots by outcome ("fired", "missed", "skipped", "failed"), and each one's next slot
+  // (Unix seconds; 0 when it has none). Triggers: entries by outcome ("seen", "started", "refused",
+  // "completed", "failed").
+  void CountScheduleSlots(const std::string& schedule, const std::string& outcome, int64_t count);
+  void SetScheduleNextRun(const std::string& schedule, double unix_seconds);
+  void CountTriggerFile(const std::string& trigger, const std::string& outcome);
   // One webhook delivery attempt: "delivered", "retry", "failed" or "disabled".
   void ObserveWebhookAttempt(const std::string& outcome, double seconds);
   LanguageModelMetrics& ForLanguageModel(const std::string& model);
@@ -90,6 +96,9 @@ class ServingMetrics {
   prometheus::Family<prometheus::Counter>& batch_runs_;
   prometheus::Family<prometheus::Histogram>& batch_run_seconds_;
   prometheus::Family<prometheus::Gauge>& batches_running_;
+  prometheus::Family<prometheus::Counter>& schedule_slots_;
+  prometheus::Family<prometheus::Gauge>& schedule_next_run_;
+  prometheus::Family<prometheus::Counter>& trigger_files_;
   prometheus::Family<prometheus::Counter>& webhook_deliveries_;
   prometheus::Family<prometheus::Histogram>& webhook_attempt_;
   prometheus::Family<prometheus::Histogram>& llm_ttft_;

@@ -15,6 +15,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kConfigFile = "config.yaml";
+constexpr std::string_view kSchedulesFolder = "schedules";
 
 // True when `path` lies strictly below `root`; both already resolved by weakly_canonical, so a link
 // has been replaced by its target and ".." cannot climb back out.
@@ -170,6 +171,7 @@ Result<std::vector<RepositoryModel>> ModelRepository::Scan() const {
   for (const fs::directory_iterator end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
     if (!IsValidModelName(name)) continue;  // hidden entries and names no URL could carry
+    if (name == kSchedulesFolder) continue;  // batch schedules and triggers, not a model
     std::error_code st_ec;
     const fs::file_status st = it->status(st_ec);  // follows links
     if (st.type() == fs::file_type::not_found) continue;  // a dangling link

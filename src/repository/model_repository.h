@@ -3,7 +3,8 @@
 // No threads, no caching: every call reads the disk. Thread-safe (stateless apart from the root).
 //
 // Layout: every subfolder of the root whose name passes IsValidModelName is a model (hidden entries,
-// plain files and other names are ignored); its versions are subfolders named by a positive decimal
+// plain files, other names and `schedules/`, which holds batch schedules, are ignored); its versions
+// are subfolders named by a positive decimal
 // integer without leading zeros ("1", "42"; not "01", "v1", "0"). Symbolic links are followed only
 // while they stay inside the root, so a repository cannot be used to read arbitrary folders.
 #include <cstdint>

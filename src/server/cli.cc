@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "server/batch_command.h"
+#include "server/cron_command.h"
 #include "server/server.h"
 
 namespace ferry {
@@ -43,6 +44,7 @@ struct ServeFlags {
   size_t max_upload_mb = 1024;
   int64_t batch_checkpoint_records = 2000;
   double batch_checkpoint_secs = 2;
+  double trigger_rescan_secs = 30;
   bool verbose = false;
 };
 
@@ -80,6 +82,7 @@ int Serve(const ServeFlags& f) {
   options.batch_concurrency = f.batch_concurrency;
   options.batch_checkpoint_records = f.batch_checkpoint_records;
   options.batch_checkpoint_interval = std::chrono::milliseconds(static_cast<int64_t>(f.batch_checkpoint_secs * 1000));
+  options.trigger_rescan_interval = std::chrono::milliseconds(static_cast<int64_t>(f.trigger_rescan_secs * 1000));
   options.router.max_upload_bytes = f.max_upload_mb * 1024 * 1024;
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
@@ -130,6 +133,11 @@ void AddBatchFlags(CLI::App* serve, ServeFlags& f) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   serve->add_option("--batch-checkpoint-secs", f.batch_checkpoint_secs, "... or every S seconds")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  serve->add_option("--trigger-rescan-secs", f.trigger_rescan_secs,
+                    "Triggers list their watched folders again this often (besides inotify), in case an event "
+                    "was lost")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   serve->add_option("--max-upload-mb", f.max_upload_mb, "Largest file upload (POST /v1/files), MiB")
@@ -201,7 +209,9 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--default-onnx-backend", f.default_onnx_backend,
                     "Backend for models whose config names none (opencv_dnn, openvino)")
       ->capture_default_str();
-  serve->add_option("--data-dir", f.data_dir, "Folder for Ferry's own data: jobs.db, batches.db, uploaded files and batch outputs")
+  serve->add_option("--data-dir", f.data_dir,
+                    "Folder for Ferry's own data: jobs.db, batches.db, schedules.db, uploaded files, batch outputs "
+                    "and schedules/ (definition files)")
       ->capture_default_str();
   serve->add_option("--job-durability", f.job_durability,
                     "durable: a 202 means the job survives power loss (fsync per commit group); "
@@ -242,6 +252,7 @@ int RunCli(int argc, char** argv) {
   models->add_option("--model-repository", models_root, "Repository folder")->capture_default_str();
   models->callback([&] { throw CLI::RuntimeError(ListModels(models_root)); });
   AddBatchCommand(app);
+  AddCronCommand(app);
 
   if (argc <= 1) {  // a bare `ferry` shows what it can do rather than only that something is missing
     std::cout << app.help();

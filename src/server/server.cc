@@ -91,11 +91,13 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   if (s->options_.jobs_enabled) {
     FERRY_RETURN_IF_ERROR(s->BuildJobs());
     FERRY_RETURN_IF_ERROR(s->BuildBatches());
+    FERRY_RETURN_IF_ERROR(s->BuildSchedules());
   }
   s->options_.router.upload_spool_dir = (s->options_.data_dir / "uploads").string();
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
                                                s->metrics_.get(), s->jobs_.get(), s->completions_.get(),
                                                s->batches_.get());
+  s->router_->set_schedules(s->schedules_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
 }
@@ -205,6 +207,49 @@ Status Server::BuildBatches() {
   return Status::Ok();
 }
 
+Status Server::BuildSchedules() {
+  Result<std::unique_ptr<SqliteScheduleStore>> store = SqliteScheduleStore::Open(options_.data_dir / "schedules.db");
+  if (!store.ok()) return store.status().WithContext("opening the schedule store (--data-dir)");
+  schedule_store_ = std::move(store).value();
+  BatchService* batches = batches_.get();
+  BatchLauncher launcher;
+  launcher.launch = [batches](const BatchOrder& o) { return batches->Launch(o); };
+  launcher.running = [batches](const std::string& id) { return batches->BatchRunning(id); };
+  launcher.outcome = [batches](const std::string& id) { return batches->BatchOutcome(id); };
+  launcher.check = [batches](const BatchTemplate& t) { return batches->CheckTemplate(t); };
+  ServingMetrics* metrics = metrics_.get();
+  ScheduleRunnerOptions runner_options;
+  runner_options.input_root = options_.batch_input_root;
+  ScheduleRunnerObserver runner_observer;
+  runner_observer.ticked = [metrics](const std::string& name, std::string_view outcome, int64_t n) {
+    metrics->CountScheduleSlots(name, std::string(outcome), n);
+  };
+  runner_observer.next_run = [metrics](const std::string& name, std::optional<int64_t> next) {
+    metrics->SetScheduleNextRun(name, static_cast<double>(next.value_or(0)));
+  };
+  schedule_runner_ = std::make_unique<ScheduleRunner>(schedule_store_.get(), launcher, std::move(runner_options),
+                                                      std::move(runner_observer));
+  FolderTriggerOptions trigger_options;
+  trigger_options.input_root = options_.batch_input_root;
+  trigger_options.rescan_every = options_.trigger_rescan_interval;
+  FolderTriggerObserver trigger_observer;
+  trigger_observer.file = [metrics](const std::string& trigger, std::string_view outcome) {
+    metrics->CountTriggerFile(trigger, std::string(outcome));
+  };
+  triggers_ = std::make_unique<FolderTriggers>(schedule_store_.get(), launcher, std::move(trigger_options),
+                                               std::move(trigger_observer));
+  schedules_ = std::make_unique<ScheduleService>(schedule_runner_.get(), triggers_.get());
+  return Status::Ok();
+}
+
+// Once the first loads settled, so that a definition naming a model is checked against it.
+Status Server::StartSchedules() {
+  FERRY_RETURN_IF_ERROR(schedule_runner_->LoadStored());
+  schedules_->LoadDefinitionFolders({options_.model_repository / "schedules", options_.data_dir / "schedules"});
+  schedule_runner_->Start();
+  return triggers_->Start();
+}
+
 Server::~Server() { Drain(); }
 
 Status Server::Start() {
@@ -225,6 +270,7 @@ Status Server::Start() {
   // Jobs start once the first loads settled; those accepted before a restart run now.
   if (job_runner_) job_runner_->Start();
   if (batch_scheduler_) batch_scheduler_->Start();
+  if (schedule_runner_) FERRY_RETURN_IF_ERROR(StartSchedules());
   if (webhook_deliverer_) webhook_deliverer_->Start();
   admin_->SetReady(true);
   return Status::Ok();
@@ -254,7 +300,10 @@ bool Server::Drain() {
   http_->Stop();
   // Streams still open past the exit timeout have nobody left to read them.
   completions_->CancelAll();
-  // Batches stop at their next record and commit a checkpoint; they resume after a restart.
+  // No new batches, then batches stop at their next record and commit a checkpoint; they resume after
+  // a restart.
+  if (schedule_runner_) schedule_runner_->Stop();
+  if (triggers_) triggers_->Stop();
   if (batch_scheduler_) batch_scheduler_->Stop();
   if (job_runner_) {
     // Jobs in flight finish while the models still serve; any left keep their leases and run again.

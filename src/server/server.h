@@ -10,6 +10,7 @@
 #include "api/completion_service.h"
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
+#include "api/schedule_service.h"
 #include "http/webhook_client.h"
 #include "jobs/job_runner.h"
 #include "jobs/webhook_deliverer.h"
@@ -56,6 +57,9 @@ struct ServerOptions {
   size_t batch_concurrency = 2;
   int64_t batch_checkpoint_records = 2000;
   std::chrono::milliseconds batch_checkpoint_interval{2000};
+  // Schedules and triggers (with batches): <data_dir>/schedules.db; definitions from the `schedules/`
+  // folders of the model repository and the data folder.
+  std::chrono::milliseconds trigger_rescan_interval{30'000};
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
@@ -87,6 +91,8 @@ class Server {
   explicit Server(ServerOptions options) : options_(std::move(options)) {}
   Status BuildJobs();
   Status BuildBatches();
+  Status BuildSchedules();
+  Status StartSchedules();
 
   ServerOptions options_;
   std::unique_ptr<BackendRegistry> backends_;
@@ -107,6 +113,10 @@ class Server {
   std::unique_ptr<SqliteBatchStore> batch_store_;
   std::unique_ptr<BatchService> batches_;
   std::unique_ptr<BatchScheduler> batch_scheduler_;
+  std::unique_ptr<SqliteScheduleStore> schedule_store_;
+  std::unique_ptr<ScheduleRunner> schedule_runner_;
+  std::unique_ptr<FolderTriggers> triggers_;
+  std::unique_ptr<ScheduleService> schedules_;
   std::unique_ptr<ServingRouter> router_;
   std::unique_ptr<HttpServer> http_;
   bool drained_ = false;
