@@ -236,3 +236,28 @@ def test_a_schedule_every_minute_fires_one_batch_per_slot(roots):
         assert 'ferry_schedule_next_run_timestamp_seconds{schedule="minutely"}' in text
     finally:
         assert server.stop() == 0, server.log_text()
+
+
+def test_the_forecasting_example_loads_and_schedules_its_weekly_run(tmp_path):
+    """examples/forecasting as served: the model passes its reference check, the weekly schedule is
+    read from the repository's schedules/ and its next run is a Monday at 06:00 in Berlin."""
+    import shutil
+    from conftest import ROOT
+    repo = tmp_path / "models"
+    shutil.copytree(ROOT / "examples" / "forecasting" / "models", repo)
+    (tmp_path / "in" / "stores").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    server = FerryServer(repo=repo, log_path=tmp_path / "ferry.log",
+                         extra_args=["--batch-input-root", str(tmp_path / "in"),
+                                     "--batch-output-root", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data")])
+    server.start()
+    try:
+        status, listing = call(server, "GET", "/v1/schedules")
+        assert status == 200 and listing["refused"] == [], listing
+        [weekly] = listing["data"]
+        assert weekly["name"] == "weekly-forecast" and weekly["time_zone"] == "Europe/Berlin", weekly
+        assert weekly["next_run_at_local"].endswith("T06:00"), weekly
+        day = time.strptime(weekly["next_run_at_local"][:10], "%Y-%m-%d")
+        assert day.tm_wday == 0, weekly  # a Monday
+    finally:
+        assert server.stop() == 0, server.log_text()
