@@ -304,6 +304,12 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
       return InvalidArgument(fmt::format("unknown key '{}'", std::string(key).substr(0, 64)));
     }
   }
+  FERRY_RETURN_IF_ERROR(CheckKinds(p));
+  return p;
+}
+
+// The kinds a batch's fields must agree on: endpoint, format, output format, one input.
+Status BatchService::CheckKinds(Parsed& p) {
   const bool text_endpoint = p.spec.endpoint == kChatEndpoint || p.spec.endpoint == kCompletionsEndpoint;
   if (!p.spec.endpoint.empty() && !text_endpoint) {
     return InvalidArgument(fmt::format("endpoint must be {} or {} (or none, for a tensor model)", kChatEndpoint,
@@ -327,7 +333,7 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
   if (p.spec.format == BatchFormat::kOpenAi && p.spec.output_format != BatchOutputFormat::kJsonl) {
     return InvalidArgument("an openai batch writes JSONL (OpenAI's batch output lines)");
   }
-  return p;
+  return Status::Ok();
 }
 
 Status BatchService::CheckModel(const BatchSpec& spec) {
@@ -371,42 +377,40 @@ Result<std::string> BatchService::Create(std::string_view body) {
   return BatchObjectJson(batch);
 }
 
-Result<bool> BatchService::Launch(const BatchOrder& order) {
-  FERRY_ASSIGN_OR_RETURN(std::optional<Batch> existing, store_->Get(order.id));
-  if (existing) return false;
+// A schedule's or trigger's batch as POST /v1/batches would have parsed it (the input may be a pattern).
+Result<BatchService::Parsed> BatchService::ParsedFromTemplate(const BatchTemplate& t) {
   Parsed p;
-  const BatchTemplate& t = order.batch;
   p.spec.model = t.model;
   p.spec.endpoint = t.endpoint;
   p.spec.priority = t.priority;
-  p.spec.metadata_json = order.metadata_json.empty() ? "{}" : order.metadata_json;
-  p.input = t.input;
+  p.input = t.input.empty() ? "input" : t.input;
   p.output = t.output;
   if (!t.format.empty()) {
     std::optional<BatchFormat> format = BatchFormatFromName(t.format);
     if (!format) return InvalidArgument(fmt::format("format must be oip, csv, files or openai, not '{}'", t.format));
     p.spec.format = *format;
     p.has_format = true;
-  } else if (!t.endpoint.empty()) {
-    p.spec.format = BatchFormat::kOpenAi;
-  } else {
-    p.spec.format = t.input.ends_with(".csv") ? BatchFormat::kCsv : BatchFormat::kOip;
   }
   if (!t.output_format.empty()) {
     p.spec.output_format = t.output_format == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
     p.has_output_format = true;
-  } else if (t.output.ends_with(".csv")) {
-    p.spec.output_format = BatchOutputFormat::kCsv;
   }
+  FERRY_RETURN_IF_ERROR(CheckKinds(p));
+  return p;
+}
+
+Result<bool> BatchService::Launch(const BatchOrder& order) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<Batch> existing, store_->Get(order.id));
+  if (existing) return false;
+  FERRY_ASSIGN_OR_RETURN(Parsed p, ParsedFromTemplate(order.batch));
+  p.spec.metadata_json = order.metadata_json.empty() ? "{}" : order.metadata_json;
   FERRY_RETURN_IF_ERROR(CreateParsed(std::move(p), order.id).status());
   return true;
 }
 
 Status BatchService::CheckTemplate(const BatchTemplate& t) {
+  FERRY_RETURN_IF_ERROR(ParsedFromTemplate(t).status());
   if (!t.endpoint.empty()) {
-    if (t.endpoint != kChatEndpoint && t.endpoint != kCompletionsEndpoint) {
-      return InvalidArgument(fmt::format("endpoint must be {} or {}", kChatEndpoint, kCompletionsEndpoint));
-    }
     if (services_.completions == nullptr) return InvalidArgument("this server has no language models");
     if (t.model.empty()) return Status::Ok();  // each line names its model
     const TextApi api = t.endpoint == kCompletionsEndpoint ? TextApi::kCompletions : TextApi::kChat;

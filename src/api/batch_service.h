@@ -79,6 +79,8 @@ class BatchService {
  private:
   struct Parsed;
   Result<Parsed> ParseCreate(std::string_view body);
+  static Status CheckKinds(Parsed& p);
+  static Result<Parsed> ParsedFromTemplate(const BatchTemplate& t);
   Result<Batch> CreateParsed(Parsed p, const std::string& id);
   Result<std::filesystem::path> ResolveInput(std::string_view path) const;
   Result<std::filesystem::path> ResolveOutput(std::string_view path, const std::string& batch_id,

@@ -150,9 +150,16 @@ void ScheduleService::LoadDefinitionFolders(const std::vector<fs::path>& folders
       spdlog::info("{} '{}' from {}", trigger ? "trigger" : "schedule", name, file.string());
     }
   }
+  if (Status s = runner_->ForgetRemovedFileSchedules(); !s.ok()) spdlog::warn("schedules: {}", s.message());
+  loaded_ = true;
+}
+
+Status ScheduleService::CheckLoaded() const {
+  return loaded_ ? Status::Ok() : Unavailable("schedules are still being read; try again in a moment");
 }
 
 Result<std::string> ScheduleService::ListJson() {
+  FERRY_RETURN_IF_ERROR(CheckLoaded());
   FERRY_ASSIGN_OR_RETURN(std::vector<ScheduleView> all, runner_->List());
   std::string out;
   JsonWriter w(&out);
@@ -165,6 +172,7 @@ Result<std::string> ScheduleService::ListJson() {
 }
 
 Result<std::string> ScheduleService::GetJson(const std::string& name) {
+  FERRY_RETURN_IF_ERROR(CheckLoaded());
   FERRY_ASSIGN_OR_RETURN(ScheduleView v, runner_->Get(name));
   std::string out;
   JsonWriter w(&out);
@@ -173,6 +181,7 @@ Result<std::string> ScheduleService::GetJson(const std::string& name) {
 }
 
 Result<std::string> ScheduleService::Create(std::string_view body) {
+  FERRY_RETURN_IF_ERROR(CheckLoaded());
   FERRY_ASSIGN_OR_RETURN(DefinitionFields fields, FieldsFromJson(body));
   FERRY_ASSIGN_OR_RETURN(ScheduleView v, runner_->Add(fields, "api"));
   std::string out;
@@ -182,6 +191,7 @@ Result<std::string> ScheduleService::Create(std::string_view body) {
 }
 
 Result<std::string> ScheduleService::Delete(const std::string& name) {
+  FERRY_RETURN_IF_ERROR(CheckLoaded());
   FERRY_RETURN_IF_ERROR(runner_->Remove(name));
   std::string out;
   JsonWriter w(&out);
@@ -190,6 +200,7 @@ Result<std::string> ScheduleService::Delete(const std::string& name) {
 }
 
 Result<std::string> ScheduleService::ListTriggersJson() {
+  FERRY_RETURN_IF_ERROR(CheckLoaded());
   FERRY_ASSIGN_OR_RETURN(std::vector<TriggerView> all, triggers_->List(20));
   std::string out;
   JsonWriter w(&out);
@@ -202,6 +213,7 @@ Result<std::string> ScheduleService::ListTriggersJson() {
 }
 
 Result<std::string> ScheduleService::TriggerJson(const std::string& name) {
+  FERRY_RETURN_IF_ERROR(CheckLoaded());
   FERRY_ASSIGN_OR_RETURN(TriggerView v, triggers_->Get(name, 200));
   std::string out;
   JsonWriter w(&out);

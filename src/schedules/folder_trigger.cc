@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fnmatch.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -40,7 +41,16 @@ Status FolderTriggers::Add(const DefinitionFields& fields) {
   if (ec || !fs::is_directory(folder, ec)) {
     return InvalidArgument(fmt::format("trigger '{}': '{}' is not a folder that can be watched", spec.name, spec.watch));
   }
-  if (launcher_.check) FERRY_RETURN_IF_ERROR(launcher_.check(spec.batch));
+  folder = fs::canonical(folder, ec);  // now that it exists: no trailing '/', links resolved
+  if (ec) return InvalidArgument(fmt::format("trigger '{}': '{}' cannot be resolved", spec.name, spec.watch));
+  if (launcher_.check) {
+    Status s = launcher_.check(spec.batch);
+    if (s.code() == StatusCode::kUnavailable) {  // a model still loading: its entries wait for it
+      spdlog::warn("trigger '{}': {} (its entries wait for it)", spec.name, s.message());
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
   std::lock_guard lock(mu_);
   if (entries_.count(spec.name)) return Status(StatusCode::kAlreadyExists, fmt::format("trigger '{}' is defined twice", spec.name));
   for (const auto& [name, e] : entries_) {
@@ -69,13 +79,20 @@ bool FolderTriggers::IsEntryName(const Entry& e, const std::string& name) const 
   return ::fnmatch(e.spec.pattern.c_str(), name.c_str(), FNM_PERIOD) == 0;
 }
 
-bool FolderTriggers::IsComplete(const Entry& e, const std::string& name) const {
+bool FolderTriggers::IsComplete(const Entry& e, const std::string& name, bool renamed) const {
   std::error_code ec;
-  if (!fs::exists(e.folder / name, ec)) return false;
-  return e.spec.complete == CompleteWhen::kRenamed || fs::exists(e.folder / (name + std::string(kMarker)), ec);
+  if (e.spec.complete == CompleteWhen::kMarker) {
+    return fs::exists(e.folder / name, ec) && fs::exists(e.folder / (name + std::string(kMarker)), ec);
+  }
+  struct stat st {};
+  if (::stat((e.folder / name).c_str(), &st) != 0) return false;
+  if (renamed) return true;
+  // Found by a listing, not a rename: a file changed within the settle time may still be written.
+  const int64_t mtime_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+  return options_.clock->NowUnixMs() - mtime_ms >= options_.settle.count();
 }
 
-void FolderTriggers::Offer(const std::string& trigger, const std::string& name) {
+void FolderTriggers::Offer(const std::string& trigger, const std::string& name, bool renamed) {
   Entry entry;
   {
     std::lock_guard lock(mu_);
@@ -83,14 +100,18 @@ void FolderTriggers::Offer(const std::string& trigger, const std::string& name) 
     if (it == entries_.end()) return;
     entry = it->second;
   }
-  if (IsEntryName(entry, name) && IsComplete(entry, name)) Take(entry, name);
+  if (IsEntryName(entry, name) && IsComplete(entry, name, renamed)) Take(entry, name);
 }
 
 void FolderTriggers::Take(const Entry& e, const std::string& name) {
   std::lock_guard taking(take_mu_);
-  Result<std::optional<TriggerFileRecord>> known = store_->GetTriggerFile(e.spec.name, name);
-  if (!known.ok() || *known) return;  // taken before (or the store is busy: the next rescan tries again)
-  if (observer_.file) observer_.file(e.spec.name, "seen");
+  auto taken = taken_.find(e.spec.name);
+  if (taken == taken_.end()) {  // the names taken before this process, read once
+    Result<std::vector<std::string>> names = store_->TriggerFileNames(e.spec.name);
+    if (!names.ok()) return;  // the store is busy: the next rescan tries again
+    taken = taken_.emplace(e.spec.name, std::set<std::string>(names->begin(), names->end())).first;
+  }
+  if (taken->second.count(name)) return;
   BatchOrder o;
   o.id = DerivedBatchId({"trigger", e.spec.name, name});
   o.batch = e.spec.batch;
@@ -115,11 +136,15 @@ void FolderTriggers::Take(const Entry& e, const std::string& name) {
     record.error = made.status().message();
     spdlog::warn("trigger '{}': '{}' starts no batch: {}", e.spec.name, name, record.error);
   }
-  if (Status s = store_->AddTriggerFile(record); !s.ok()) {
+  if (Status s = store_->AddTriggerFile(record); !s.ok() && s.code() != StatusCode::kAlreadyExists) {
     spdlog::warn("trigger '{}': cannot record '{}': {}", e.spec.name, name, s.message());
     return;
   }
-  if (observer_.file) observer_.file(e.spec.name, record.outcome);
+  taken->second.insert(name);
+  if (observer_.file) {
+    observer_.file(e.spec.name, "seen");
+    observer_.file(e.spec.name, record.outcome);
+  }
 }
 
 void FolderTriggers::Rescan() {
@@ -137,7 +162,8 @@ void FolderTriggers::Rescan() {
     if (ec) spdlog::warn("trigger '{}': cannot list '{}': {}", e.spec.name, e.folder.string(), ec.message());
     std::sort(names.begin(), names.end());
     for (const std::string& name : names) {
-      if (IsEntryName(e, name) && IsComplete(e, name)) Take(e, name);
+      if (stopping_) return;
+      if (IsEntryName(e, name) && IsComplete(e, name, /*renamed=*/false)) Take(e, name);
     }
   }
 }
@@ -149,7 +175,8 @@ void FolderTriggers::CheckOutcomes() {
     for (const auto& [name, e] : entries_) names.push_back(name);
   }
   for (const std::string& trigger : names) {
-    Result<std::vector<TriggerFileRecord>> started = store_->ListTriggerFiles(trigger, "started", 1000);
+    // Oldest first: they end first, and a long backlog must not hide them.
+    Result<std::vector<TriggerFileRecord>> started = store_->ListTriggerFiles(trigger, "started", 1000, true);
     if (!started.ok()) continue;
     for (const TriggerFileRecord& f : *started) {
       Result<std::pair<std::string, std::string>> end = launcher_.outcome(f.batch_id);
@@ -203,15 +230,26 @@ Result<TriggerView> FolderTriggers::Get(const std::string& name, int64_t failure
 Status FolderTriggers::Start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable() || entries_.empty()) return Status::Ok();
-  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  stopping_ = false;
   stop_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (inotify_fd_ < 0 || stop_fd_ < 0) return Unavailable(fmt::format("triggers: inotify: {}", std::strerror(errno)));
-  for (auto& [name, e] : entries_) {
+  if (stop_fd_ < 0) return Unavailable(fmt::format("triggers: eventfd: {}", std::strerror(errno)));
+  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0) {
+    spdlog::warn("triggers: no inotify ({}): folders are only listed every {} ms", std::strerror(errno),
+                 options_.rescan_every.count());
+  }
+  for (auto it = entries_.begin(); inotify_fd_ >= 0 && it != entries_.end();) {
+    Entry& e = it->second;
     e.watch = ::inotify_add_watch(inotify_fd_, e.folder.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_ONLYDIR);
-    if (e.watch < 0) {
-      return Unavailable(fmt::format("trigger '{}': cannot watch '{}': {}", name, e.folder.string(), std::strerror(errno)));
+    if (e.watch < 0) {  // this trigger is refused; the others run
+      const std::string reason = fmt::format("cannot watch '{}': {}", e.folder.string(), std::strerror(errno));
+      spdlog::error("trigger '{}' does not run: {}", it->first, reason);
+      refused_[it->first] = reason;
+      it = entries_.erase(it);
+      continue;
     }
-    by_watch_[e.watch] = name;
+    by_watch_[e.watch] = it->first;
+    ++it;
   }
   // Watches first, then the listing: an entry arriving in between is seen by both and taken once.
   thread_ = std::thread([this] {
@@ -222,6 +260,7 @@ Status FolderTriggers::Start() {
 }
 
 void FolderTriggers::Stop() {
+  stopping_ = true;
   if (stop_fd_ >= 0) {
     const uint64_t one = 1;
     (void)!::write(stop_fd_, &one, sizeof(one));
@@ -235,7 +274,7 @@ void FolderTriggers::Stop() {
 
 void FolderTriggers::HandleEvents() {
   alignas(inotify_event) char buf[16 * 1024];
-  while (true) {
+  while (!stopping_) {
     const ssize_t n = ::read(inotify_fd_, buf, sizeof(buf));
     if (n <= 0) return;
     for (ssize_t at = 0; at < n;) {
@@ -257,28 +296,33 @@ void FolderTriggers::HandleEvents() {
       std::string name(ev->name);
       if (complete == CompleteWhen::kRenamed) {
         // Only a rename makes an entry complete: one created here is still being written.
-        if ((ev->mask & IN_MOVED_TO) != 0) Offer(trigger, name);
+        if ((ev->mask & IN_MOVED_TO) != 0) Offer(trigger, name, /*renamed=*/true);
         continue;
       }
       if (EndsWith(name, kMarker)) name.resize(name.size() - kMarker.size());  // a marker names its entry
-      Offer(trigger, name);
+      Offer(trigger, name, false);
     }
   }
 }
 
 void FolderTriggers::Loop() {
   auto next_rescan = std::chrono::steady_clock::now() + options_.rescan_every;
+  auto next_check = std::chrono::steady_clock::now();
   while (true) {
-    pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    // Without inotify (-1), poll skips the first descriptor and the loop lists the folders only.
+    pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     const int rc = ::poll(fds, 2, static_cast<int>(options_.check_every.count()));
     if (rc < 0 && errno != EINTR) {
       spdlog::error("triggers: poll: {}", std::strerror(errno));
       return;
     }
-    if (fds[1].revents != 0) return;
+    if (fds[0].revents != 0 || stopping_) return;
     try {
-      if (fds[0].revents & POLLIN) HandleEvents();
-      CheckOutcomes();
+      if (fds[1].revents & POLLIN) HandleEvents();
+      if (std::chrono::steady_clock::now() >= next_check) {
+        CheckOutcomes();
+        next_check = std::chrono::steady_clock::now() + options_.check_every;
+      }
       if (std::chrono::steady_clock::now() >= next_rescan) {
         Rescan();
         next_rescan = std::chrono::steady_clock::now() + options_.rescan_every;

@@ -2,17 +2,20 @@
 // Batches started by data arriving: each trigger watches a folder under the input root (inotify) and
 // starts one batch per entry that appears complete there — renamed into the folder (complete:
 // renamed; writers write elsewhere or under a hidden name, then rename), or given a `<entry>.done`
-// marker (complete: marker). An entry is taken once: the store records it with the batch it started
+// marker (complete: marker); an entry a listing finds (not a rename) is taken once it has not changed
+// for `settle`. An entry is taken once: the store records it with the batch it started
 // (or why none could be made), across restarts; the batch's id derives from the trigger and the name,
 // so a crash between starting the batch and recording the entry starts nothing twice. At start, after
 // an inotify overflow and every `rescan_every`, the folders are listed again, so an entry that arrived
 // while the server was down, or whose event was lost, is taken too. Hidden names, `*.part`, `*.tmp`
 // and the markers themselves are never entries. Thread-safe.
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +31,8 @@ struct FolderTriggerOptions {
   const WallClock* clock = &WallClock::Real();
   std::chrono::milliseconds rescan_every{30'000};
   std::chrono::milliseconds check_every{1'000};  // how often started batches are looked at for their end
+  // complete: renamed, an entry found by a listing (not a rename event) is taken once unchanged this long
+  std::chrono::milliseconds settle{2'000};
 };
 
 struct FolderTriggerObserver {
@@ -55,8 +60,9 @@ class FolderTriggers {
 
   // Lists every folder and takes each complete entry not taken before.
   void Rescan();
-  // Takes one entry of a trigger's folder, if complete and not taken before.
-  void Offer(const std::string& trigger, const std::string& name);
+  // Takes one entry of a trigger's folder, if complete and not taken before (`renamed`: it was just
+  // renamed in, so complete whatever its age).
+  void Offer(const std::string& trigger, const std::string& name, bool renamed);
   // Records the end of batches started from entries.
   void CheckOutcomes();
 
@@ -74,7 +80,7 @@ class FolderTriggers {
     int watch = -1;
   };
   bool IsEntryName(const Entry& e, const std::string& name) const;
-  bool IsComplete(const Entry& e, const std::string& name) const;
+  bool IsComplete(const Entry& e, const std::string& name, bool renamed) const;
   void Take(const Entry& e, const std::string& name);
   Result<TriggerView> View(const Entry& e, int64_t failures_limit);
   void Loop();
@@ -89,7 +95,9 @@ class FolderTriggers {
   std::map<std::string, Entry> entries_;
   std::map<int, std::string> by_watch_;
   std::map<std::string, std::string> refused_;
-  std::mutex take_mu_;  // one entry taken at a time (the thread, a test's Offer)
+  std::mutex take_mu_;  // one entry taken at a time (the thread, a test's Offer); guards taken_
+  std::map<std::string, std::set<std::string>> taken_;  // per trigger: names in the store
+  std::atomic<bool> stopping_{false};
   int inotify_fd_ = -1;
   int stop_fd_ = -1;    // an eventfd written by Stop()
   std::thread thread_;

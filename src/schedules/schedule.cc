@@ -57,8 +57,24 @@ bool HasDotDot(std::string_view path) {
   return false;
 }
 
+// A wildcard in a part that starts with '.' would match ".." (glob's `.*`).
+bool HasDotWildcard(std::string_view path) {
+  size_t start = 0;
+  while (start < path.size()) {
+    const size_t slash = path.find('/', start);
+    const std::string_view part = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (!part.empty() && part.front() == '.' && HasGlob(part)) return true;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return false;
+}
+
 Status CheckPath(std::string_view key, std::string_view pattern, bool file_names) {
   if (HasDotDot(pattern)) return PermissionDenied(fmt::format("'{}' must not contain '..'", key));
+  if (HasDotWildcard(pattern)) {
+    return PermissionDenied(fmt::format("'{}' must not have a wildcard in a part starting with '.'", key));
+  }
   Result<std::string> expanded = ExpandPattern(pattern, {"2026-01-01", "0000", "x", "x"}, file_names);
   if (!expanded.ok()) return InvalidArgument(fmt::format("'{}': {}", key, expanded.status().message()));
   return Status::Ok();
@@ -118,6 +134,19 @@ Result<ScheduleSpec> ParseSchedule(const DefinitionFields& fields, const std::fi
   if (HasGlob(s.batch.input) && !s.batch.output.empty() && s.batch.output.find("{name}") == std::string::npos &&
       s.batch.output.find("{stem}") == std::string::npos) {
     return InvalidArgument("'input' is a glob, so 'output' needs {name} or {stem} (one batch runs per file)");
+  }
+  // Outputs of consecutive slots must differ, or every slot after the first finds its output taken.
+  if (!s.batch.output.empty()) {
+    const std::optional<int64_t> a = NextSlot(s.cron, s.zone, 1'796'169'600);
+    const std::optional<int64_t> b = a ? NextSlot(s.cron, s.zone, *a) : std::nullopt;
+    auto output_of = [&](int64_t slot) {
+      Result<std::string> out = ExpandPattern(s.batch.output, SlotValues(s.zone, slot), true);
+      return out.ok() ? *out : std::string();
+    };
+    if (a && b && output_of(*a) == output_of(*b)) {
+      return InvalidArgument("'output' names the same file for consecutive slots: give it {date} (and {time} "
+                             "when slots share a day)");
+    }
   }
   if (const std::string* v = Find(fields, "missed")) {
     if (*v != "skip" && *v != "run_once") return InvalidArgument("'missed' must be skip or run_once");
@@ -208,7 +237,7 @@ SlotDecision DecideSlots(const ScheduleSpec& spec, int64_t last, int64_t now) {
   int64_t due = 0;
   int64_t cursor = last;
   // A schedule every minute left for a year has half a million slots due: past a bound, skip ahead to
-  // the last day before `now` (the count is then a lower bound, which the metric says).
+  // the last day before `now` (the count of missed slots is then a lower bound).
   constexpr int64_t kCountBound = 20'000;
   while (true) {
     std::optional<int64_t> next = NextSlot(spec.cron, spec.zone, cursor);

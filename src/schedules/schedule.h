@@ -14,8 +14,9 @@
 //   overlap: skip                  # a slot while the last run's batches still run: skip | allow
 //
 // Placeholders: {date} (the slot's local date, 2026-12-02), {time} (its local time, 0200), and in
-// outputs {name} and {stem} (the input file's name, and that without its extension). Value types,
-// thread-safe.
+// outputs {name} and {stem} (the input file's name, and that without its extension). An output must
+// differ between consecutive slots; an input may not put a wildcard in a part starting with '.'.
+// Value types, thread-safe.
 #include <cstdint>
 #include <map>
 #include <optional>

@@ -26,6 +26,13 @@ std::vector<std::string> SplitIds(const std::string& ids) {
   return out;
 }
 
+constexpr size_t kMaxInputsPerSlot = 1000;
+
+bool IsWithin(const fs::path& path, const fs::path& root) {
+  const std::string p = path.string(), r = root.string();
+  return p == r || (p.size() > r.size() && p.compare(0, r.size(), r) == 0 && (r.back() == '/' || p[r.size()] == '/'));
+}
+
 Result<std::vector<fs::path>> Glob(const fs::path& pattern) {
   glob_t g{};
   const int rc = ::glob(pattern.c_str(), GLOB_ERR, nullptr, &g);
@@ -61,18 +68,42 @@ Status ScheduleRunner::LoadStored() {
   return Status::Ok();
 }
 
-Result<ScheduleView> ScheduleRunner::Add(const DefinitionFields& fields, const std::string& source) {
+Result<ScheduleSpec> ScheduleRunner::Validate(const DefinitionFields& fields, const std::string& source) {
   FERRY_ASSIGN_OR_RETURN(ScheduleSpec spec, ParseSchedule(fields, options_.zoneinfo));
   // The input's folder must lie under the input root, whatever the placeholders become.
   FERRY_ASSIGN_OR_RETURN(const std::string probe, ExpandPattern(spec.batch.input, SlotValues(spec.zone, 0), false));
   FERRY_RETURN_IF_ERROR(PathUnderRoot(options_.input_root, probe, "input").status());
-  if (launcher_.check) FERRY_RETURN_IF_ERROR(launcher_.check(spec.batch));
+  if (launcher_.check) {
+    Status s = launcher_.check(spec.batch);
+    // A model still loading at start is no reason to drop a definition: its slots wait for it.
+    if (s.code() == StatusCode::kUnavailable && source != "api") {
+      spdlog::warn("schedule '{}': {} (its slots wait for it)", spec.name, s.message());
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
+  return spec;
+}
+
+Result<ScheduleView> ScheduleRunner::Add(const DefinitionFields& fields, const std::string& source) {
+  FERRY_ASSIGN_OR_RETURN(ScheduleSpec spec, Validate(fields, source));
+  {
+    std::lock_guard lock(mu_);
+    if (entries_.count(spec.name)) {
+      return Status(StatusCode::kAlreadyExists, fmt::format("a schedule named '{}' exists already", spec.name));
+    }
+  }
   const int64_t now = options_.clock->NowUnixMs() / 1000;
   const std::string yaml = DefinitionYaml(fields);
   Result<ScheduleRecord> record = NotFound(fmt::format("schedule '{}' is no longer stored", spec.name));
   if (source == "api") {
     record = store_->Insert(spec.name, "api", yaml, now);
   } else if (source == "file") {
+    FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleRecord> stored, store_->Get(spec.name));
+    if (stored && stored->source == "api") {
+      return Status(StatusCode::kAlreadyExists,
+                    fmt::format("a schedule named '{}' was made through the API; delete it or rename the file", spec.name));
+    }
     record = store_->Upsert(spec.name, "file", yaml, now);
   } else {
     FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleRecord> stored, store_->Get(spec.name));
@@ -81,9 +112,6 @@ Result<ScheduleView> ScheduleRunner::Add(const DefinitionFields& fields, const s
   if (!record.ok()) return record.status();
   {
     std::lock_guard lock(mu_);
-    if (source == "api" && entries_.count(spec.name)) {
-      return Status(StatusCode::kAlreadyExists, fmt::format("a schedule named '{}' exists already", spec.name));
-    }
     entries_[spec.name] = Entry{spec, fields, source == "stored" ? "api" : source};
     refused_.erase(spec.name);
     wake_ = true;
@@ -92,6 +120,22 @@ Result<ScheduleView> ScheduleRunner::Add(const DefinitionFields& fields, const s
   ScheduleView view{spec, fields, *record, NextSlot(spec.cron, spec.zone, std::max(now, record->last_slot))};
   if (observer_.next_run) observer_.next_run(spec.name, view.next);
   return view;
+}
+
+Status ScheduleRunner::ForgetRemovedFileSchedules() {
+  FERRY_ASSIGN_OR_RETURN(std::vector<ScheduleRecord> records, store_->List());
+  for (const ScheduleRecord& r : records) {
+    bool known = r.source != "file";
+    {
+      std::lock_guard lock(mu_);
+      known = known || entries_.count(r.name) || refused_.count(r.name);
+    }
+    if (!known) {
+      spdlog::info("schedule '{}': its definition file is gone; its state is dropped", r.name);
+      FERRY_RETURN_IF_ERROR(store_->Delete(r.name));
+    }
+  }
+  return Status::Ok();
 }
 
 Status ScheduleRunner::Remove(const std::string& name) {
@@ -103,11 +147,13 @@ Status ScheduleRunner::Remove(const std::string& name) {
       return FailedPrecondition(fmt::format("schedule '{}' comes from a definition file: remove the file", name));
     }
   }
-  FERRY_RETURN_IF_ERROR(store_->Delete(name));
-  std::lock_guard lock(mu_);
-  entries_.erase(name);
-  refused_.erase(name);
-  return Status::Ok();
+  {
+    std::lock_guard lock(mu_);  // out of the runner first, so that no evaluation starts its slots
+    entries_.erase(name);
+    refused_.erase(name);
+  }
+  Status s = store_->Delete(name);
+  return s.code() == StatusCode::kNotFound ? Status::Ok() : s;  // a refused one may have no row
 }
 
 Result<std::vector<ScheduleView>> ScheduleRunner::List() {
@@ -150,7 +196,18 @@ Result<std::vector<BatchOrder>> ScheduleRunner::Orders(const ScheduleSpec& spec,
   FERRY_ASSIGN_OR_RETURN(fs::path full, PathUnderRoot(options_.input_root, input, "input"));
   std::vector<fs::path> inputs;
   if (input.find_first_of("*?[") != std::string::npos) {
-    FERRY_ASSIGN_OR_RETURN(inputs, Glob(full));
+    FERRY_ASSIGN_OR_RETURN(std::vector<fs::path> matches, Glob(full));
+    // A match reached through a link out of the root is not an input, and is not named either.
+    std::error_code ec;
+    const fs::path root = fs::canonical(options_.input_root, ec);
+    for (const fs::path& m : matches) {
+      const fs::path real = fs::canonical(m, ec);
+      if (!ec && IsWithin(real, root)) inputs.push_back(m);
+    }
+    if (inputs.size() > kMaxInputsPerSlot) {
+      return InvalidArgument(fmt::format("'{}' matches {} inputs, over the {} a slot may start", input, inputs.size(),
+                                         kMaxInputsPerSlot));
+    }
   } else {
     std::error_code ec;
     if (fs::exists(full, ec)) inputs.push_back(full);
@@ -201,6 +258,7 @@ void ScheduleRunner::EvaluateOne(const Entry& e, int64_t now) {
       Result<std::vector<BatchOrder>> orders = Orders(e.spec, *d.fire);
       if (!orders.ok()) error = orders.status().message();
       for (const BatchOrder& o : orders.ok() ? *orders : std::vector<BatchOrder>{}) {
+        if (stop_requested_) return;  // the slot is decided again at the next start; ids keep it once
         Result<bool> made = launcher_.launch(o);
         if (made.ok()) {
           ids.push_back(o.id);
@@ -254,10 +312,12 @@ void ScheduleRunner::Start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable()) return;
   stopping_ = false;
+  stop_requested_ = false;
   thread_ = std::thread([this] { Loop(); });
 }
 
 void ScheduleRunner::Stop() {
+  stop_requested_ = true;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

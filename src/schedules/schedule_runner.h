@@ -5,6 +5,7 @@
 // forward, and a batch's id derives from its schedule, slot and input, so a crash between starting a
 // batch and committing its slot starts nothing twice. A slot that comes while the last fired slot's
 // batches still run is skipped under `overlap: skip`. Thread-safe.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -55,6 +56,8 @@ class ScheduleRunner {
   // its definition replaced); "api": a new name only (kAlreadyExists otherwise).
   Result<ScheduleView> Add(const DefinitionFields& fields, const std::string& source);
   Status Remove(const std::string& name);  // api schedules; a file's is kFailedPrecondition
+  // Drops the stored state of file schedules whose file is gone (neither added nor refused).
+  Status ForgetRemovedFileSchedules();
   Result<std::vector<ScheduleView>> List();
   Result<ScheduleView> Get(const std::string& name);
   // Definitions that were refused (a file's bad cron, an unknown zone): name and reason.
@@ -73,6 +76,7 @@ class ScheduleRunner {
     DefinitionFields fields;
     std::string source;
   };
+  Result<ScheduleSpec> Validate(const DefinitionFields& fields, const std::string& source);
   void EvaluateOne(const Entry& entry, int64_t now);
   Result<std::vector<BatchOrder>> Orders(const ScheduleSpec& spec, int64_t slot) const;
   Result<bool> StillRunning(const std::string& batches);
@@ -90,6 +94,7 @@ class ScheduleRunner {
   std::condition_variable cv_;
   bool wake_ = false;
   bool stopping_ = false;
+  std::atomic<bool> stop_requested_{false};  // read between launches, without the lock
   std::thread thread_;
 };
 

@@ -150,7 +150,8 @@ Status SqliteScheduleStore::RecordTick(const std::string& name, const ScheduleTi
 UPDATE schedules SET last_slot = ?2,
   last_batches = CASE WHEN ?3 THEN ?4 ELSE last_batches END,
   last_fired_slot = CASE WHEN ?3 THEN ?5 ELSE last_fired_slot END,
-  fires = fires + ?6, misses = misses + ?7, skips = skips + ?8, last_error = ?9
+  fires = fires + ?6, misses = misses + ?7, skips = skips + ?8,
+  last_error = CASE WHEN ?3 THEN ?9 ELSE last_error END
 WHERE name = ?1 AND last_slot < ?2)sql"));
   st.BindText(1, name).Bind(2, t.last_slot).Bind(3, t.fired_slot ? 1 : 0).BindText(4, t.batches);
   st.Bind(5, t.fired_slot.value_or(0)).Bind(6, t.fires).Bind(7, t.misses).Bind(8, t.skips).BindText(9, t.error);
@@ -187,17 +188,30 @@ Status SqliteScheduleStore::SetTriggerOutcome(const std::string& trigger, const 
 }
 
 Result<std::vector<TriggerFileRecord>> SqliteScheduleStore::ListTriggerFiles(const std::string& trigger,
-                                                                             const std::string& outcome, int64_t limit) {
+                                                                             const std::string& outcome, int64_t limit,
+                                                                             bool oldest_first) {
   std::lock_guard lock(mu_);
-  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(fmt::format(
       "SELECT trigger, name, batch_id, outcome, error, seen_ms FROM trigger_files WHERE trigger = ?1 "
-      "AND (?2 = '' OR outcome = ?2) ORDER BY seen_ms DESC, name DESC LIMIT ?3"));
+      "AND (?2 = '' OR outcome = ?2) ORDER BY seen_ms {0}, name {0} LIMIT ?3", oldest_first ? "ASC" : "DESC")));
   st.BindText(1, trigger).BindText(2, outcome).Bind(3, limit);
   std::vector<TriggerFileRecord> out;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) return out;
     out.push_back(ReadTriggerFile(st));
+  }
+}
+
+Result<std::vector<std::string>> SqliteScheduleStore::TriggerFileNames(const std::string& trigger) {
+  std::lock_guard lock(mu_);
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare("SELECT name FROM trigger_files WHERE trigger = ?"));
+  st.BindText(1, trigger);
+  std::vector<std::string> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    out.push_back(st.Text(0));
   }
 }
 

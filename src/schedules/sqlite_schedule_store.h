@@ -71,9 +71,11 @@ class SqliteScheduleStore {
   Result<std::optional<TriggerFileRecord>> GetTriggerFile(const std::string& trigger, const std::string& name);
   Status SetTriggerOutcome(const std::string& trigger, const std::string& name, const std::string& outcome,
                            const std::string& error);
-  // Newest first; `outcome` empty for all.
+  // Newest first (or oldest); `outcome` empty for all.
   Result<std::vector<TriggerFileRecord>> ListTriggerFiles(const std::string& trigger, const std::string& outcome,
-                                                          int64_t limit);
+                                                          int64_t limit, bool oldest_first = false);
+  // Every name the trigger took.
+  Result<std::vector<std::string>> TriggerFileNames(const std::string& trigger);
   // Files per outcome.
   Result<std::vector<std::pair<std::string, int64_t>>> CountTriggerFiles(const std::string& trigger);
 

@@ -36,9 +36,11 @@ class FolderTriggerTest : public ::testing::Test {
     };
     return l;
   }
-  std::unique_ptr<FolderTriggers> Triggers(const char* complete = "renamed") {
+  std::unique_ptr<FolderTriggers> Triggers(const char* complete = "renamed",
+                                           std::chrono::milliseconds settle = std::chrono::milliseconds(0)) {
     FolderTriggerOptions o;
     o.input_root = dir_.root();
+    o.settle = settle;
     auto t = std::make_unique<FolderTriggers>(store_.get(), Launcher(), o);
     const DefinitionFields f{{"name", "incoming"}, {"watch", "incoming"}, {"model", "m"}, {"complete", complete},
                              {"pattern", "*.csv"}, {"output", "out/{stem}.jsonl"}};
@@ -78,19 +80,28 @@ TEST_F(FolderTriggerTest, EachCompleteEntryStartsOneBatchAcrossRescansAndRestart
   Drop("d.csv");
   auto restarted = Triggers();
   restarted->Rescan();
-  restarted->Offer("incoming", "a.csv");
+  restarted->Offer("incoming", "a.csv", true);
   EXPECT_EQ(made_.size(), 3u);
   EXPECT_EQ(Counts(*restarted)["started"], 3);
+}
+
+TEST_F(FolderTriggerTest, AListedFileStillChangingWaitsButARenamedOneIsTaken) {
+  auto triggers = Triggers("renamed", std::chrono::hours(1));
+  Drop("fresh.csv");
+  triggers->Rescan();
+  EXPECT_TRUE(made_.empty());  // written a moment ago, found by a listing: maybe still being written
+  triggers->Offer("incoming", "fresh.csv", /*renamed=*/true);
+  EXPECT_EQ(made_.size(), 1u);
 }
 
 TEST_F(FolderTriggerTest, AMarkedEntryWaitsForItsMarker) {
   auto triggers = Triggers("marker");
   Drop("a.csv");
   triggers->Rescan();
-  triggers->Offer("incoming", "a.csv");
+  triggers->Offer("incoming", "a.csv", false);
   EXPECT_TRUE(made_.empty());
   std::ofstream(dir_.root() / "incoming" / "a.csv.done").flush();
-  triggers->Offer("incoming", "a.csv");
+  triggers->Offer("incoming", "a.csv", false);
   EXPECT_EQ(made_.size(), 1u);
 }
 

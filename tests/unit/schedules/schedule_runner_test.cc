@@ -247,7 +247,7 @@ TEST_F(ScheduleRunnerTest, AFireWithNoInputIsRecordedAsFailed) {
 TEST_F(ScheduleRunnerTest, AGlobStartsOneBatchPerFile) {
   DefinitionFields f = Hourly();
   f["input"] = "in/*.csv";
-  f["output"] = "out/{date}/{stem}.jsonl";
+  f["output"] = "out/{date}-{time}/{stem}.jsonl";
   auto runner = Runner();
   ASSERT_TRUE(runner->Add(f, "file").ok());
   At(kDec2Midnight + kHour + 1);
@@ -255,9 +255,53 @@ TEST_F(ScheduleRunnerTest, AGlobStartsOneBatchPerFile) {
   ASSERT_EQ(batches_.made.size(), 3u);
   std::set<std::string> outputs;
   for (const auto& [id, o] : batches_.made) outputs.insert(o.batch.output);
-  EXPECT_EQ(outputs, (std::set<std::string>{"out/2026-12-02/2026-12-01.jsonl", "out/2026-12-02/2026-12-02.jsonl",
-                                            "out/2026-12-02/2026-12-03.jsonl"}));
+  EXPECT_EQ(outputs, (std::set<std::string>{"out/2026-12-02-0100/2026-12-01.jsonl",
+                                            "out/2026-12-02-0100/2026-12-02.jsonl",
+                                            "out/2026-12-02-0100/2026-12-03.jsonl"}));
   EXPECT_EQ(Record("hourly").last_batches.size(), 3 * 30u + 2u);
+}
+
+TEST_F(ScheduleRunnerTest, AGlobNeverReachesOutOfTheInputRoot) {
+  std::filesystem::create_directory_symlink("/etc", dir_.root() / "in" / "etc-link");
+  DefinitionFields f = Hourly();
+  f["input"] = "in/*/passwd";
+  f["output"] = "out/{date}-{time}-{stem}.jsonl";
+  auto runner = Runner();
+  ASSERT_TRUE(runner->Add(f, "file").ok());
+  At(kDec2Midnight + kHour + 1);
+  runner->Evaluate();
+  EXPECT_TRUE(batches_.made.empty());
+  const ScheduleRecord r = Record("hourly");
+  EXPECT_EQ(r.last_error.find("/etc"), std::string::npos) << r.last_error;  // not even named
+  DefinitionFields dots = Hourly();
+  dots["name"] = "dots";
+  dots["input"] = "in/.*/x.csv";
+  EXPECT_EQ(runner->Add(dots, "api").status().code(), StatusCode::kPermissionDenied);
+}
+
+TEST_F(ScheduleRunnerTest, OutputsThatRepeatAcrossSlotsAndNameClashesAreRefused) {
+  DefinitionFields same = Hourly();
+  same["output"] = "out/{date}.jsonl";  // every hourly slot of a day would write the same file
+  auto runner = Runner();
+  auto refused = runner->Add(same, "file");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("consecutive slots"), std::string::npos);
+  ASSERT_TRUE(runner->Add(Hourly(), "api").ok());
+  auto runner2 = Runner();
+  auto clash = runner2->Add(Hourly(), "file");  // a file may not take over the API's schedule
+  EXPECT_EQ(clash.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(runner->Add(Hourly(), "file").status().code(), StatusCode::kAlreadyExists);
+}
+
+TEST_F(ScheduleRunnerTest, TheStateOfARemovedDefinitionFileIsDropped) {
+  {
+    auto runner = Runner();
+    ASSERT_TRUE(runner->Add(Hourly(), "file").ok());
+  }
+  auto runner = Runner();
+  ASSERT_TRUE(runner->ForgetRemovedFileSchedules().ok());
+  EXPECT_FALSE(store_->Get("hourly")->has_value());
+  EXPECT_TRUE(runner->Add(Hourly(), "api").ok());
 }
 
 TEST_F(ScheduleRunnerTest, ApiSchedulesSurviveARestartAndFileOnesCannotBeRemoved) {
