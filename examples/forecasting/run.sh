@@ -31,34 +31,7 @@ $FERRY serve --model-repository examples/forecasting/models --http-port "$port" 
   --batch-input-root "$WORK/in" --batch-output-root "$WORK/out" > "$WORK/ferry.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-$PY - "$port" <<'PY'
-import json, sys, time, urllib.request
-base = f"http://127.0.0.1:{sys.argv[1]}"
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=5) as r:
-        return json.load(r)
-for _ in range(300):
-    try:
-        get("/v2/health/ready"); break
-    except OSError:
-        time.sleep(0.1)
-print("waiting for the demo schedule's next minute ...")
-deadline = time.time() + 90
-while time.time() < deadline:
-    demo = get("/v1/schedules/demo-every-minute")
-    if demo["last_batches"]:
-        batch = get(f"/v1/batches/{demo['last_batches'][0]}")
-        if batch["status"] in ("completed", "failed"):
-            break
-    time.sleep(0.5)
-else:
-    sys.exit("the demo schedule did not fire within 90 s")
-print(f"demo slot {demo['last_fired_at_local']} -> batch {batch['id']} {batch['status']}, "
-      f"{batch['request_counts']['completed']} forecasts in {batch['output']}")
-weekly = get("/v1/schedules/weekly-forecast")
-print(f"weekly-forecast: next run {weekly['next_run_at_local']} {weekly['time_zone']} "
-      f"(cron '{weekly['cron']}', missed: {weekly['missed']})")
-PY
+$PY examples/wait_for_demo_schedule.py "$port" weekly-forecast
 kill $server; wait $server || true; trap - EXIT
 
 $PY examples/forecasting/eval_family.py report --work "$WORK" --forecasts "$WORK/out/eval.csv" \

@@ -123,6 +123,25 @@ void WriteVersionPolicy(JsonWriter& w, const VersionPolicy& policy) {
 
 }  // namespace
 
+static Status ValidateTextPreprocess(const ModelConfig& config) {
+  const PreprocessConfig& p = *config.preprocess;
+  const TextFeaturesConfig& t = *p.text;
+  const auto bad = [](std::string_view why) { return InvalidArgument(fmt::format("preprocess: {}", why)); };
+  if (p.raw_width != 0 || !p.crop.empty() || p.resize_width != 0 || p.resize_height != 0 || !p.mean.empty() ||
+      !p.stddev.empty() || p.scale != 1.0) {
+    return bad("text takes none of the image keys (raw, color, crop, resize, scale, mean, std)");
+  }
+  if (t.ngram_min < 1 || t.ngram_min > t.ngram_max || t.ngram_max > 8) return bad("text.ngrams must be [min, max] within 1..8");
+  if (t.buckets < 1 || t.buckets > (int64_t{1} << 20)) return bad("text.buckets must be within 1..1048576");
+  if (p.tensor.name.empty()) return bad("tensor needs a name");
+  const Shape want = config.max_batch_size == 0 ? Shape{1, t.buckets} : Shape{t.buckets};
+  if (p.tensor.dims != want) {
+    return bad(fmt::format("tensor dims must be [{}{}] (one value per bucket)", config.max_batch_size == 0 ? "1, " : "",
+                           t.buckets));
+  }
+  return Status::Ok();
+}
+
 Status ValidatePreprocess(const ModelConfig& config) {
   const PreprocessConfig& p = *config.preprocess;
   const auto bad = [](std::string_view why) { return InvalidArgument(fmt::format("preprocess: {}", why)); };
@@ -132,8 +151,10 @@ Status ValidatePreprocess(const ModelConfig& config) {
   }
   if (input == nullptr) return bad(fmt::format("input '{}' is not one of the model's inputs", p.input));
   if (input->dtype != DataType::kBytes || input->dims != Shape{1}) {
-    return bad(fmt::format("input '{}' must be BYTES with dims [1] (one image per element)", p.input));
+    return bad(fmt::format("input '{}' must be BYTES with dims [1] (one {} per element)", p.input,
+                           p.text ? "text" : "image"));
   }
+  if (p.text) return ValidateTextPreprocess(config);
   if (p.raw_width != 0 || p.raw_height != 0 || p.raw_channels != 0) {
     if (p.raw_width < 1 || p.raw_height < 1 || p.raw_width > 16384 || p.raw_height > 16384) {
       return bad("raw width and height must be within 1..16384");

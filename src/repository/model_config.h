@@ -76,6 +76,17 @@ struct DynamicBatchingConfig {
 
 // Turns each element of a BYTES input (an encoded image, or raw pixels of the declared size) into an
 // FP32 NCHW tensor for the model, in the server, so that clients such as cameras send frames as they are.
+// A text's features, as a `preprocess: {text: ...}` block asks: the counts of its character n-grams
+// (ngram_min..ngram_max bytes of the text, ASCII-lowercased when asked, with a space added at each
+// end), each hashed (FNV-1a, 32 bits, over the n-gram's length byte and then its bytes) into one of
+// `buckets`, the vector scaled to unit length. TextFeatureVector (preprocess/text_features.h) computes it.
+struct TextFeaturesConfig {
+  int64_t ngram_min = 1;
+  int64_t ngram_max = 3;
+  int64_t buckets = 0;
+  bool lowercase = true;
+};
+
 struct PreprocessConfig {
   enum class Color { kGrey, kBgr, kRgb };
   enum class Interpolation { kLinear, kArea, kNearest };
@@ -91,7 +102,8 @@ struct PreprocessConfig {
   double scale = 1.0;
   std::vector<double> mean;             // one per channel, or empty (0)
   std::vector<double> stddev;           // `std`: one per channel, or empty (1)
-  TensorSpec tensor;                    // FP32; dims [C, H, W] (batched) or [1, C, H, W]
+  TensorSpec tensor;                    // FP32; dims [C, H, W] (batched) or [1, C, H, W]; text: [buckets]
+  std::optional<TextFeaturesConfig> text;  // a text, not an image: none of the image keys apply
   int64_t channels() const { return color == Color::kGrey ? 1 : 3; }
 };
 

@@ -137,10 +137,33 @@ Status ParseDoubleList(const YAML::Node& node, std::string_view path, std::vecto
   return Status::Ok();
 }
 
+Status ParseTextFeatures(const YAML::Node& node, PreprocessConfig* p) {
+  const std::string path = "preprocess.text";
+  FERRY_RETURN_IF_ERROR(CheckMap(node, path, {"ngrams", "buckets", "lowercase"}));
+  if (!node["buckets"]) return Missing(node, path, "buckets");
+  TextFeaturesConfig t;
+  FERRY_RETURN_IF_ERROR(GetInt(node["buckets"], Child(path, "buckets"), &t.buckets));
+  if (const YAML::Node n = node["ngrams"]) {
+    std::vector<int64_t> range;
+    FERRY_RETURN_IF_ERROR(GetIntList(n, Child(path, "ngrams"), &range));
+    if (range.size() != 2) return InvalidArgument(fmt::format("preprocess.text.ngrams: expected [min, max]{}", Line(n)));
+    t.ngram_min = range[0];
+    t.ngram_max = range[1];
+  }
+  if (const YAML::Node n = node["lowercase"]) {
+    if (!n.IsScalar() || (n.Scalar() != "true" && n.Scalar() != "false")) {
+      return InvalidArgument(fmt::format("preprocess.text.lowercase: expected true or false{}", Line(n)));
+    }
+    t.lowercase = n.Scalar() == "true";
+  }
+  p->text = t;
+  return Status::Ok();
+}
+
 Status ParsePreprocess(const YAML::Node& node, ModelConfig* out) {
   constexpr std::string_view kPath = "preprocess";
   FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"input", "raw", "color", "crop", "resize", "interpolation", "scale",
-                                               "mean", "std", "tensor"}));
+                                               "mean", "std", "tensor", "text"}));
   PreprocessConfig p;
   for (std::string_view key : {"input", "tensor"}) {
     if (!node[std::string(key)]) return Missing(node, kPath, key);
@@ -191,6 +214,7 @@ Status ParsePreprocess(const YAML::Node& node, ModelConfig* out) {
           fmt::format("preprocess.interpolation: expected linear, area or nearest, got {}{}", Quote(how), Line(n)));
     }
   }
+  if (const YAML::Node n = node["text"]) FERRY_RETURN_IF_ERROR(ParseTextFeatures(n, &p));
   if (const YAML::Node n = node["scale"]) FERRY_RETURN_IF_ERROR(GetDouble(n, Child(kPath, "scale"), &p.scale));
   if (const YAML::Node n = node["mean"]) FERRY_RETURN_IF_ERROR(ParseDoubleList(n, Child(kPath, "mean"), &p.mean));
   if (const YAML::Node n = node["std"]) FERRY_RETURN_IF_ERROR(ParseDoubleList(n, Child(kPath, "std"), &p.stddev));

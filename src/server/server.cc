@@ -10,7 +10,7 @@
 #include "backend/identity_backend.h"
 #ifdef FERRY_WITH_OPENCV
 #include "backend/opencv_dnn/opencv_dnn_backend.h"
-#include "preprocess/image_preprocessor.h"
+#include "preprocess/text_features.h"
 #endif
 #ifdef FERRY_WITH_OPENVINO
 #include "backend/openvino/openvino_backend.h"
@@ -50,7 +50,7 @@ std::unique_ptr<BackendServableFactory> MakeServableFactory(BackendRegistry* bac
       backends, default_onnx_backend,
       [metrics](const std::string& model) { return MakeGenerationMetricsObserver(metrics, model); },
 #if FERRY_WITH_OPENCV
-      CreateImagePreprocessor
+      CreatePreprocessor
 #else
       nullptr
 #endif

@@ -261,3 +261,40 @@ def test_the_forecasting_example_loads_and_schedules_its_weekly_run(tmp_path):
         assert day.tm_wday == 0, weekly  # a Monday
     finally:
         assert server.stop() == 0, server.log_text()
+
+
+def test_the_sentiment_example_takes_raw_text_and_schedules_its_nightly_run(tmp_path):
+    """examples/feedback-sentiment as served: raw review text in (the config's text preprocess), the
+    classes out, online and from a CSV batch; the nightly schedule read from the repository."""
+    import shutil
+    from conftest import ROOT
+    repo = tmp_path / "models"
+    shutil.copytree(ROOT / "examples" / "feedback-sentiment" / "models", repo)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "in" / "reviews.csv").write_text(
+        'id,review\na,"Delivery was really great!"\nb,"The packaging was terrible."\nc,""\n')
+    server = FerryServer(repo=repo, log_path=tmp_path / "ferry.log",
+                         extra_args=["--batch-input-root", str(tmp_path / "in"),
+                                     "--batch-output-root", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data")])
+    server.start()
+    try:
+        texts = ["Customer support was excellent", "The battery is awful and broken"]
+        status, out = call(server, "POST", "/v2/models/feedback_sentiment/infer", {"inputs": [
+            {"name": "review", "shape": [2, 1], "datatype": "BYTES", "data": texts}]})
+        assert status == 200, out
+        [probs] = out["outputs"]
+        assert probs["shape"] == [2, 2], probs
+        assert probs["data"][1] > 0.5 > probs["data"][3], probs  # positive first, negative second
+        status, batch = call(server, "POST", "/v1/batches",
+                             {"model": "feedback_sentiment", "input": "reviews.csv", "output": "scored.csv"})
+        assert status == 200, batch
+        done = wait_for(lambda: ((b := call(server, "GET", f"/v1/batches/{batch['id']}")[1])["status"] == "completed",
+                                 b), "the CSV batch completed")
+        assert done["request_counts"] == {"total": 3, "completed": 3, "failed": 0}, done
+        lines = (tmp_path / "out" / "scored.csv").read_text().splitlines()
+        assert lines[0] == "id,probabilities_0,probabilities_1" and len(lines) == 4, lines
+        status, listing = call(server, "GET", "/v1/schedules")
+        assert [s["name"] for s in listing["data"]] == ["nightly-sentiment"] and listing["refused"] == [], listing
+    finally:
+        assert server.stop() == 0, server.log_text()
