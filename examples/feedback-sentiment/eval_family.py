@@ -8,15 +8,17 @@ names. Labels: the opinion's polarity, flipped by a negation ("wouldn't recommen
     eval_family.py inputs --work DIR   writes DIR/in/feedback/<date>.csv (id,review: tonight's feedback,
                                        what the nightly schedule reads), DIR/in/eval.csv (all of it)
                                        and DIR/labels.csv
-    eval_family.py report --work DIR --predictions FILE [--readme FILE] [--records-per-second R]
+    eval_family.py report --work DIR --results FILE [--readme FILE] [--records-per-second R]
                                        accuracy of the served predictions against the labels
 """
-import argparse
 import csv
 import datetime
 import os
 import random
-import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from example_report import run  # noqa: E402
 
 SEED = 99
 REVIEWS = 3000
@@ -76,7 +78,7 @@ def inputs(work):
     print(f"family B: {REVIEWS} reviews in {work}/in/eval.csv; tonight's 300 in {work}/in/feedback/{today}.csv")
 
 
-def report(work, predictions, readme, records_per_second):
+def report(work, predictions):
     with open(os.path.join(work, "labels.csv")) as f:
         labels = {r["id"]: int(r["label"]) for r in csv.DictReader(f)}
     with open(predictions) as f:
@@ -90,27 +92,11 @@ def report(work, predictions, readme, records_per_second):
     lines = [f"- reviews classified: {len(labels)} (family B, never seen in training)",
              f"- accuracy, feedback_sentiment: {correct / len(labels):.3f}",
              f"- accuracy of always answering the larger class: {majority / len(labels):.3f}"]
-    if records_per_second:
-        lines.append(f"- `ferry batch` over them: {records_per_second:,.0f} records/s (this machine)")
-    print("\n".join(lines))
-    if readme:
-        text = open(readme).read()
-        block = "<!-- figures -->\n" + "\n".join(lines) + "\n<!-- /figures -->"
-        open(readme, "w").write(re.sub(r"<!-- figures -->.*?<!-- /figures -->", lambda _: block, text, flags=re.S))
+    return lines
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["inputs", "report"])
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--predictions")
-    ap.add_argument("--readme")
-    ap.add_argument("--records-per-second", type=float, default=0.0)
-    args = ap.parse_args()
-    if args.command == "inputs":
-        inputs(args.work)
-    else:
-        report(args.work, args.predictions, args.readme, args.records_per_second)
+    run(__doc__, inputs, report)
 
 
 if __name__ == "__main__":

@@ -36,5 +36,5 @@ trap 'kill $server 2>/dev/null || true' EXIT
 $PY examples/wait_for_demo_schedule.py "$port" nightly-sentiment
 kill $server; wait $server || true; trap - EXIT
 
-$PY $EXAMPLE/eval_family.py report --work "$WORK" --predictions "$WORK/out/eval.csv" \
+$PY $EXAMPLE/eval_family.py report --work "$WORK" --results "$WORK/out/eval.csv" \
   --readme $EXAMPLE/README.md --records-per-second "${rate:-0}"

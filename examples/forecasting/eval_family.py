@@ -10,21 +10,21 @@ make_example.py) so that the model is judged on series it was not made from:
     eval_family.py inputs --work DIR     writes DIR/in/eval.csv (every store, the last 13 weeks, one
                                          row each: id + features), DIR/in/stores/<date>.csv (this week
                                          only: what the weekly schedule reads) and DIR/actuals.csv
-    eval_family.py report --work DIR --forecasts FILE [--readme FILE] [--records-per-second R]
+    eval_family.py report --work DIR --results FILE [--readme FILE] [--records-per-second R]
                                          MAPE of the served forecasts and of the seasonal-naive
                                          forecast (the same week a year before) against the actuals
 """
-import argparse
 import csv
 import datetime
 import os
-import re
 import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+from example_report import run  # noqa: E402
 from make_example import FEATURES, features_of  # noqa: E402  (the data pipeline, shared; not the generator)
 
 SEED = 777
@@ -87,7 +87,7 @@ def mape(forecast, actual):
     return float(np.mean(np.abs(forecast[keep] - actual[keep]) / actual[keep]) * 100.0)
 
 
-def report(work, forecasts, readme, records_per_second):
+def report(work, forecasts):
     actual, naive = {}, {}
     with open(os.path.join(work, "actuals.csv")) as f:
         for r in csv.DictReader(f):
@@ -107,28 +107,11 @@ def report(work, forecasts, readme, records_per_second):
              f"- MAPE, forecast_xgb: {model:.1f}%",
              f"- MAPE, seasonal naive (the same week last year): {baseline:.1f}%",
              f"- ratio: {model / baseline:.2f} of the seasonal-naive error"]
-    if records_per_second:
-        lines.append(f"- `ferry batch` over them: {records_per_second:,.0f} records/s (this machine)")
-    print("\n".join(lines))
-    if readme:
-        text = open(readme).read()
-        block = "<!-- figures -->\n" + "\n".join(lines) + "\n<!-- /figures -->"
-        text = re.sub(r"<!-- figures -->.*?<!-- /figures -->", lambda _: block, text, flags=re.S)
-        open(readme, "w").write(text)
+    return lines
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["inputs", "report"])
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--forecasts")
-    ap.add_argument("--readme")
-    ap.add_argument("--records-per-second", type=float, default=0.0)
-    args = ap.parse_args()
-    if args.command == "inputs":
-        inputs(args.work)
-    else:
-        report(args.work, args.forecasts, args.readme, args.records_per_second)
+    run(__doc__, inputs, report)
 
 
 if __name__ == "__main__":

@@ -34,5 +34,5 @@ trap 'kill $server 2>/dev/null || true' EXIT
 $PY examples/wait_for_demo_schedule.py "$port" weekly-forecast
 kill $server; wait $server || true; trap - EXIT
 
-$PY examples/forecasting/eval_family.py report --work "$WORK" --forecasts "$WORK/out/eval.csv" \
+$PY examples/forecasting/eval_family.py report --work "$WORK" --results "$WORK/out/eval.csv" \
   --readme examples/forecasting/README.md --records-per-second "${rate:-0}"
