@@ -82,7 +82,7 @@ def write_config(model_dir, comment):
              "model_filename: model.json",
              "max_batch_size: 64",
              "inputs:",
-             f"  - {{name: features, datatype: FP32, dims: [{len(FEATURES)}]}}",
+             f"  - {{name: features, datatype: FP32, dims: [{len(FEATURES)}], columns: [{', '.join(FEATURES)}]}}",
              "outputs:",
              "  - {name: units, datatype: FP32, dims: [1]}",
              "dynamic_batching: {max_queue_delay_us: 200, preferred_batch_sizes: [16, 64]}",

@@ -395,6 +395,7 @@ Result<CsvColumnMap> MapCsvColumns(const ModelConfig& config, const std::vector<
     }
   }
   std::vector<size_t> unmapped;  // inputs left for the remaining columns
+  bool named = false;            // some input's features were mapped by the config's column names
   for (const TensorSpec& spec : config.inputs) {
     if (!CsvCanSpell(spec.dtype)) {
       return InvalidArgument(fmt::format("input '{}' is {}: a CSV cannot spell it", spec.name, DataTypeName(spec.dtype)));
@@ -402,7 +403,16 @@ Result<CsvColumnMap> MapCsvColumns(const ModelConfig& config, const std::vector<
     FERRY_ASSIGN_OR_RETURN(int64_t n, ElementsPerRow(spec));
     CsvColumnMap::Input input{spec.name, spec.dtype, Shape{1}, {}};
     input.shape.insert(input.shape.end(), spec.dims.begin(), spec.dims.end());
-    if (auto it = by_name.find(spec.name); n == 1 && it != by_name.end()) {
+    if (!spec.columns.empty()) {  // the config names the features: by name, in any order
+      named = true;
+      for (const std::string& column : spec.columns) {
+        auto col = by_name.find(column);
+        if (col == by_name.end()) {
+          return InvalidArgument(fmt::format("the CSV has no column '{}' (a feature of input '{}')", column, spec.name));
+        }
+        input.columns.push_back(col->second);
+      }
+    } else if (auto it = by_name.find(spec.name); n == 1 && it != by_name.end()) {
       input.columns.push_back(it->second);
     } else if (n > 1 && by_name.count(spec.name + "_0")) {
       for (int64_t k = 0; k < n; ++k) {
@@ -431,7 +441,8 @@ Result<CsvColumnMap> MapCsvColumns(const ModelConfig& config, const std::vector<
                                          input.name, n, rest.size()));
     }
     input.columns = rest;
-  } else if (!rest.empty()) {
+  } else if (!rest.empty() && !named) {
+    // With named features, other columns (a label, a timestamp) are the file's business.
     return InvalidArgument(fmt::format("the CSV column '{}' is no input of the model", header[rest[0]]));
   }
   return map;

@@ -26,6 +26,8 @@ namespace ferry {
 // Which CSV columns feed which input, for a model with a batch dimension whose inputs each take a fixed
 // number of elements per row:
 //   - a column named "id" (or "custom_id") is the record's key, never an input;
+//   - an input whose config names its columns (`columns: [...]`) takes those, by name, in any order;
+//     other columns of the file are then ignored;
 //   - an input taking one element per row takes the column of its own name;
 //   - an input taking N > 1 elements takes the columns "<name>_0" .. "<name>_<N-1>" when they all exist,
 //     or else, when it is the only input left, every column not used otherwise, in header order (N of

@@ -18,6 +18,24 @@ bool IsPlainFileName(std::string_view name) {
   return name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
 }
 
+Status ValidateColumns(const TensorSpec& t, std::string_view what, size_t i) {
+  if (t.columns.empty()) return Status::Ok();
+  if (what != "inputs") return InvalidArgument(fmt::format("{}[{}] '{}': only inputs name columns", what, i, t.name));
+  if (t.dims.size() != 1 || t.dims[0] < 1 || static_cast<size_t>(t.dims[0]) != t.columns.size()) {
+    return InvalidArgument(fmt::format("{}[{}] '{}': columns name each element of a 1-D input; dims {} hold {} values, "
+                                       "columns has {}", what, i, t.name, ShapeToString(t.dims),
+                                       t.dims.size() == 1 ? t.dims[0] : -1, t.columns.size()));
+  }
+  std::set<std::string_view> seen;
+  for (const std::string& c : t.columns) {
+    if (c.empty() || c == "id" || c == "custom_id") {
+      return InvalidArgument(fmt::format("{}[{}] '{}': a column name must be non-empty and not id or custom_id", what, i, t.name));
+    }
+    if (!seen.insert(c).second) return InvalidArgument(fmt::format("{}[{}] '{}': column '{}' is named twice", what, i, t.name, c));
+  }
+  return Status::Ok();
+}
+
 Status ValidateTensors(const std::vector<TensorSpec>& tensors, std::string_view what) {
   std::set<std::string_view> names;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -32,6 +50,7 @@ Status ValidateTensors(const std::vector<TensorSpec>& tensors, std::string_view 
                                            what, i, t.name, d, t.dims[d]));
       }
     }
+    FERRY_RETURN_IF_ERROR(ValidateColumns(t, what, i));
   }
   return Status::Ok();
 }

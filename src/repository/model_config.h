@@ -59,6 +59,9 @@ struct TensorSpec {
   DataType dtype = DataType::kFp32;
   // Dims WITHOUT the batch dimension when max_batch_size > 0 (Triton convention); -1 = variable.
   Shape dims;
+  // A tabular input's feature names, one per element in order (inputs only, 1-D fixed dims): a CSV
+  // batch takes these columns by name, in whatever order the file has them.
+  std::vector<std::string> columns;
 };
 
 struct VersionPolicy {

@@ -23,7 +23,7 @@ Status ParseTensors(const YAML::Node& node, std::string_view path, std::vector<T
   for (size_t i = 0; i < node.size(); ++i) {
     const YAML::Node& item = node[i];
     const std::string item_path = Index(path, i);
-    FERRY_RETURN_IF_ERROR(CheckMap(item, item_path, {"name", "datatype", "dims"}));
+    FERRY_RETURN_IF_ERROR(CheckMap(item, item_path, {"name", "datatype", "dims", "columns"}));
     TensorSpec spec;
     for (std::string_view key : {"name", "datatype", "dims"}) {
       if (!item[std::string(key)]) return Missing(item, item_path, key);
@@ -31,6 +31,15 @@ Status ParseTensors(const YAML::Node& node, std::string_view path, std::vector<T
     FERRY_RETURN_IF_ERROR(GetString(item["name"], Child(item_path, "name"), &spec.name));
     FERRY_RETURN_IF_ERROR(ParseDataType(item["datatype"], Child(item_path, "datatype"), &spec.dtype));
     FERRY_RETURN_IF_ERROR(GetIntList(item["dims"], Child(item_path, "dims"), &spec.dims));
+    if (const YAML::Node columns = item["columns"]) {
+      const std::string columns_path = Child(item_path, "columns");
+      if (!columns.IsSequence()) return InvalidArgument(fmt::format("{}: expected a list of names{}", columns_path, Line(columns)));
+      for (size_t c = 0; c < columns.size(); ++c) {
+        std::string column;
+        FERRY_RETURN_IF_ERROR(GetString(columns[c], Index(columns_path, c), &column));
+        spec.columns.push_back(std::move(column));
+      }
+    }
     out->push_back(std::move(spec));
   }
   return Status::Ok();
