@@ -7,18 +7,14 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_check.h"
 #include "jobs/csv.h"
 
 namespace {
 
 using namespace ferry;
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using fuzz::Check;
 
 std::string Quote(const std::vector<std::string>& fields) {
   std::string out;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <future>
 
+#include "fuzz_check.h"
 #include "server/server.h"
 
 namespace {
@@ -63,12 +64,7 @@ Stack& GetStack() {
   return *stack;
 }
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using fuzz::Check;
 
 }  // namespace
 

@@ -15,18 +15,14 @@
 
 #include <simdjson.h>
 
+#include "fuzz_check.h"
 #include "tensor/bytes_elements.h"
 #include "tensor/float16.h"
 #include "tensor/infer_codec.h"
 
 namespace {
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using fuzz::Check;
 
 template <typename T, typename ToDouble>
 bool AllFinite(const ferry::Buffer& data, ToDouble to_double) {

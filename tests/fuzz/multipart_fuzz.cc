@@ -7,18 +7,14 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_check.h"
 #include "http/multipart.h"
 
 namespace {
 
 using namespace ferry;
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using fuzz::Check;
 
 void CheckBody(std::string_view body, std::string_view boundary, size_t max_parts) {
   auto parts = ParseMultipart(body, boundary, max_parts);

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_check.h"
 #include "schedules/cron.h"
 #include "schedules/schedule.h"
 #include "schedules/time_zone.h"
@@ -19,12 +20,7 @@ namespace {
 
 using namespace ferry;
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using fuzz::Check;
 
 void CheckRefusal(const Status& s) {
   Check(s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kPermissionDenied,

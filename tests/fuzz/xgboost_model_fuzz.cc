@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "fuzz_check.h"
 #include "backend/xgboost/ubjson.h"
 #include "backend/xgboost/xgboost_model_check.h"
 
@@ -19,12 +20,7 @@ namespace {
 
 using namespace ferry;
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using fuzz::Check;
 
 void LoadAndPredict(const std::string& bytes, const XgboostModelInfo& info) {
   BoosterHandle booster = nullptr;
