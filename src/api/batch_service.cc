@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "common/json_writer.h"
+#include "common/path_within.h"
 
 namespace ferry {
 namespace {
@@ -49,9 +50,19 @@ bool HasDotDot(const fs::path& p) {
   return false;
 }
 
-bool IsWithin(const fs::path& path, const fs::path& root) {
-  const std::string p = path.string(), r = root.string();
-  return p == r || (p.size() > r.size() && p.compare(0, r.size(), r) == 0 && (r.back() == '/' || p[r.size()] == '/'));
+Status SetFormat(std::string_view name, BatchSpec* spec, bool* given) {
+  std::optional<BatchFormat> format = BatchFormatFromName(name);
+  if (!format) return InvalidArgument(fmt::format("format must be oip, csv, files or openai, not '{}'", name));
+  spec->format = *format;
+  *given = true;
+  return Status::Ok();
+}
+
+Status SetOutputFormat(std::string_view name, BatchSpec* spec, bool* given) {
+  if (name != "jsonl" && name != "csv") return InvalidArgument(fmt::format("output_format must be jsonl or csv, not '{}'", name));
+  spec->output_format = name == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
+  *given = true;
+  return Status::Ok();
 }
 
 Status CopyRange(const fs::path& from, size_t offset, size_t length, const fs::path& to) {
@@ -174,7 +185,7 @@ Result<std::string> BatchService::DeleteFile(const std::string& id) {
   FERRY_RETURN_IF_ERROR(store_->DeleteFile(id));
   std::error_code ec;
   // Only uploads are ours to remove; a batch's output written under the output root stays on disk.
-  if (f->purpose == "batch" || IsWithin(fs::path(f->path), fs::absolute(options_.data_dir))) fs::remove(f->path, ec);
+  if (f->purpose == "batch" || IsPathWithin(fs::path(f->path), fs::absolute(options_.data_dir))) fs::remove(f->path, ec);
   std::string out;
   JsonWriter w(&out);
   w.BeginObject().Key("id").String(id).Key("object").String("file").Key("deleted").Bool(true).EndObject();
@@ -208,10 +219,10 @@ Result<fs::path> BatchService::ResolveInput(std::string_view text) const {
   const fs::path candidate = p.is_absolute() ? p : options_.input_root / p;
   const fs::path real = fs::canonical(candidate, ec);  // follows symlinks: one out of the root is refused
   if (ec) {
-    if (!IsWithin(fs::weakly_canonical(candidate, ec), root)) return PermissionDenied("the input is outside the input root");
+    if (!IsPathWithin(fs::weakly_canonical(candidate, ec), root)) return PermissionDenied("the input is outside the input root");
     return NotFound(fmt::format("input '{}' does not exist", std::string(text)));
   }
-  if (!IsWithin(real, root)) return PermissionDenied("the input is outside the input root");
+  if (!IsPathWithin(real, root)) return PermissionDenied("the input is outside the input root");
   if (!fs::is_regular_file(real, ec) && !fs::is_directory(real, ec)) {
     return InvalidArgument(fmt::format("input '{}' is neither a file nor a folder", std::string(text)));
   }
@@ -233,7 +244,7 @@ Result<fs::path> BatchService::ResolveOutput(std::string_view text, const std::s
     if (HasDotDot(p)) return PermissionDenied("the output path must not contain '..'");
     const fs::path root = fs::weakly_canonical(options_.output_root, ec);
     out = fs::weakly_canonical(p.is_absolute() ? p : options_.output_root / p, ec);
-    if (ec || !IsWithin(out, root) || out == root) return PermissionDenied("the output is outside the output root");
+    if (ec || !IsPathWithin(out, root) || out == root) return PermissionDenied("the output is outside the output root");
   }
   fs::create_directories(out.parent_path(), ec);
   if (ec || ::access(out.parent_path().c_str(), W_OK) != 0) {
@@ -283,16 +294,11 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
     } else if (key == "output_format") {
       std::string f;
       FERRY_RETURN_IF_ERROR(text(&f));
-      if (f != "jsonl" && f != "csv") return InvalidArgument(fmt::format("output_format must be jsonl or csv, not '{}'", f));
-      p.spec.output_format = f == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
-      p.has_output_format = true;
+      FERRY_RETURN_IF_ERROR(SetOutputFormat(f, &p.spec, &p.has_output_format));
     } else if (key == "format") {
       std::string f;
       FERRY_RETURN_IF_ERROR(text(&f));
-      std::optional<BatchFormat> format = BatchFormatFromName(f);
-      if (!format) return InvalidArgument(fmt::format("format must be oip, csv, files or openai, not '{}'", f));
-      p.spec.format = *format;
-      p.has_format = true;
+      FERRY_RETURN_IF_ERROR(SetFormat(f, &p.spec, &p.has_format));
     } else if (key == "metadata") {
       if (value.is_null()) continue;
       if (!value.is_object()) return InvalidArgument("'metadata' must be an object");
@@ -385,16 +391,8 @@ Result<BatchService::Parsed> BatchService::ParsedFromTemplate(const BatchTemplat
   p.spec.priority = t.priority;
   p.input = t.input.empty() ? "input" : t.input;
   p.output = t.output;
-  if (!t.format.empty()) {
-    std::optional<BatchFormat> format = BatchFormatFromName(t.format);
-    if (!format) return InvalidArgument(fmt::format("format must be oip, csv, files or openai, not '{}'", t.format));
-    p.spec.format = *format;
-    p.has_format = true;
-  }
-  if (!t.output_format.empty()) {
-    p.spec.output_format = t.output_format == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
-    p.has_output_format = true;
-  }
+  if (!t.format.empty()) FERRY_RETURN_IF_ERROR(SetFormat(t.format, &p.spec, &p.has_format));
+  if (!t.output_format.empty()) FERRY_RETURN_IF_ERROR(SetOutputFormat(t.output_format, &p.spec, &p.has_output_format));
   FERRY_RETURN_IF_ERROR(CheckKinds(p));
   return p;
 }
