@@ -41,14 +41,7 @@ void WriteSchedule(JsonWriter& w, const ScheduleView& v) {
   OptionalTime(w, "last_slot_at", v.record.last_slot, s.zone);
   OptionalTime(w, "last_fired_at", v.record.last_fired_slot, s.zone);
   w.Key("last_batches").BeginArray();
-  size_t start = 0;
-  const std::string& ids = v.record.last_batches;
-  while (start < ids.size()) {
-    const size_t comma = ids.find(',', start);
-    w.String(ids.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  for (const std::string& id : ScheduleRecord::SplitBatches(v.record.last_batches)) w.String(id);
   w.EndArray();
   w.Key("fires").Int(v.record.fires).Key("misses").Int(v.record.misses).Key("skips").Int(v.record.skips);
   w.Key("last_error");

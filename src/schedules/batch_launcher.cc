@@ -1,22 +1,27 @@
 #include "schedules/batch_launcher.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <iterator>
 
+#include "common/path_within.h"
+
 namespace ferry {
-namespace {
 
 namespace fs = std::filesystem;
 
-bool IsWithin(const fs::path& path, const fs::path& root) {
-  const std::string p = path.string(), r = root.string();
-  return p == r || (p.size() > r.size() && p.compare(0, r.size(), r) == 0 && (r.back() == '/' || p[r.size()] == '/'));
+Status CheckLaunchable(const BatchLauncher& launcher, const BatchTemplate& batch, bool loading_ok, std::string_view what) {
+  if (!launcher.check) return Status::Ok();
+  Status s = launcher.check(batch);
+  if (loading_ok && s.code() == StatusCode::kUnavailable) {
+    spdlog::warn("{}: {} (its runs wait for it)", what, s.message());
+    return Status::Ok();
+  }
+  return s;
 }
-
-}  // namespace
 
 Result<DefinitionFields> ParseDefinitionYaml(std::string_view text) {
   if (text.size() > 64 * 1024) return InvalidArgument("a definition is over 64 KiB");
@@ -70,7 +75,7 @@ Result<fs::path> PathUnderRoot(const fs::path& root, std::string_view text, std:
   std::error_code ec;
   const fs::path canon_root = fs::weakly_canonical(root, ec);
   const fs::path full = fs::weakly_canonical(p.is_absolute() ? p : root / p, ec);
-  if (ec || !IsWithin(full, canon_root)) return PermissionDenied(fmt::format("the {} is outside the input root", what));
+  if (ec || !IsPathWithin(full, canon_root)) return PermissionDenied(fmt::format("the {} is outside the input root", what));
   return full;
 }
 

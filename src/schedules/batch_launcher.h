@@ -23,6 +23,11 @@ struct BatchLauncher {
   std::function<Status(const BatchTemplate&)> check;
 };
 
+// The launcher's check of what a definition would start. `loading_ok`: for a definition read at
+// start, a model still loading (kUnavailable) is a warning naming `what`, not a refusal: its runs wait
+// for the model.
+Status CheckLaunchable(const BatchLauncher& launcher, const BatchTemplate& batch, bool loading_ok, std::string_view what);
+
 // A definition's YAML: a map of scalars. kInvalidArgument for anything else.
 Result<DefinitionFields> ParseDefinitionYaml(std::string_view text);
 std::string DefinitionYaml(const DefinitionFields& fields);

@@ -43,14 +43,7 @@ Status FolderTriggers::Add(const DefinitionFields& fields) {
   }
   folder = fs::canonical(folder, ec);  // now that it exists: no trailing '/', links resolved
   if (ec) return InvalidArgument(fmt::format("trigger '{}': '{}' cannot be resolved", spec.name, spec.watch));
-  if (launcher_.check) {
-    Status s = launcher_.check(spec.batch);
-    if (s.code() == StatusCode::kUnavailable) {  // a model still loading: its entries wait for it
-      spdlog::warn("trigger '{}': {} (its entries wait for it)", spec.name, s.message());
-    } else if (!s.ok()) {
-      return s;
-    }
-  }
+  FERRY_RETURN_IF_ERROR(CheckLaunchable(launcher_, spec.batch, /*loading_ok=*/true, fmt::format("trigger '{}'", spec.name)));
   std::lock_guard lock(mu_);
   if (entries_.count(spec.name)) return Status(StatusCode::kAlreadyExists, fmt::format("trigger '{}' is defined twice", spec.name));
   for (const auto& [name, e] : entries_) {

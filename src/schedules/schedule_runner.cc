@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "common/json_writer.h"
+#include "common/path_within.h"
 #include "schedules/civil_time.h"
 
 namespace ferry {
@@ -14,24 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> SplitIds(const std::string& ids) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < ids.size()) {
-    const size_t comma = ids.find(',', start);
-    out.push_back(ids.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
 constexpr size_t kMaxInputsPerSlot = 1000;
-
-bool IsWithin(const fs::path& path, const fs::path& root) {
-  const std::string p = path.string(), r = root.string();
-  return p == r || (p.size() > r.size() && p.compare(0, r.size(), r) == 0 && (r.back() == '/' || p[r.size()] == '/'));
-}
 
 Result<std::vector<fs::path>> Glob(const fs::path& pattern) {
   glob_t g{};
@@ -58,7 +42,7 @@ Status ScheduleRunner::LoadStored() {
   FERRY_ASSIGN_OR_RETURN(std::vector<ScheduleRecord> records, store_->List());
   for (const ScheduleRecord& r : records) {
     if (r.source != "api") continue;
-    Result<DefinitionFields> fields = ParseDefinitionYaml(r.definition_json);
+    Result<DefinitionFields> fields = ParseDefinitionYaml(r.definition_yaml);
     Result<ScheduleView> added = fields.ok() ? Add(*fields, "stored") : Result<ScheduleView>(fields.status());
     if (!added.ok()) {
       spdlog::error("schedule '{}' (made through the API) no longer runs: {}", r.name, added.status().message());
@@ -73,15 +57,8 @@ Result<ScheduleSpec> ScheduleRunner::Validate(const DefinitionFields& fields, co
   // The input's folder must lie under the input root, whatever the placeholders become.
   FERRY_ASSIGN_OR_RETURN(const std::string probe, ExpandPattern(spec.batch.input, SlotValues(spec.zone, 0), false));
   FERRY_RETURN_IF_ERROR(PathUnderRoot(options_.input_root, probe, "input").status());
-  if (launcher_.check) {
-    Status s = launcher_.check(spec.batch);
-    // A model still loading at start is no reason to drop a definition: its slots wait for it.
-    if (s.code() == StatusCode::kUnavailable && source != "api") {
-      spdlog::warn("schedule '{}': {} (its slots wait for it)", spec.name, s.message());
-    } else if (!s.ok()) {
-      return s;
-    }
-  }
+  FERRY_RETURN_IF_ERROR(
+      CheckLaunchable(launcher_, spec.batch, /*loading_ok=*/source != "api", fmt::format("schedule '{}'", spec.name)));
   return spec;
 }
 
@@ -146,14 +123,20 @@ Status ScheduleRunner::Remove(const std::string& name) {
     if (it != entries_.end() && it->second.source == "file") {
       return FailedPrecondition(fmt::format("schedule '{}' comes from a definition file: remove the file", name));
     }
-  }
-  {
-    std::lock_guard lock(mu_);  // out of the runner first, so that no evaluation starts its slots
-    entries_.erase(name);
+    // Out of the runner before the store, so that no evaluation starts its slots.
+    if (it != entries_.end()) entries_.erase(it);
     refused_.erase(name);
   }
   Status s = store_->Delete(name);
   return s.code() == StatusCode::kNotFound ? Status::Ok() : s;  // a refused one may have no row
+}
+
+// The entry with its stored state; nullopt when it was removed meanwhile.
+Result<std::optional<ScheduleView>> ScheduleRunner::View(const Entry& e, int64_t now) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleRecord> r, store_->Get(e.spec.name));
+  if (!r) return std::optional<ScheduleView>();
+  return std::optional<ScheduleView>(
+      ScheduleView{e.spec, e.fields, *r, NextSlot(e.spec.cron, e.spec.zone, std::max(now, r->last_slot))});
 }
 
 Result<std::vector<ScheduleView>> ScheduleRunner::List() {
@@ -165,19 +148,24 @@ Result<std::vector<ScheduleView>> ScheduleRunner::List() {
   const int64_t now = options_.clock->NowUnixMs() / 1000;
   std::vector<ScheduleView> out;
   for (const Entry& e : entries) {
-    FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleRecord> r, store_->Get(e.spec.name));
-    if (!r) continue;  // removed meanwhile
-    out.push_back(ScheduleView{e.spec, e.fields, *r, NextSlot(e.spec.cron, e.spec.zone, std::max(now, r->last_slot))});
+    FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleView> v, View(e, now));
+    if (v) out.push_back(std::move(*v));
   }
   return out;
 }
 
 Result<ScheduleView> ScheduleRunner::Get(const std::string& name) {
-  FERRY_ASSIGN_OR_RETURN(std::vector<ScheduleView> all, List());
-  for (ScheduleView& v : all) {
-    if (v.spec.name == name) return std::move(v);
+  std::optional<Entry> entry;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(name); it != entries_.end()) entry = it->second;
   }
-  return NotFound(fmt::format("no schedule '{}'", name.substr(0, 64)));
+  std::optional<ScheduleView> v;
+  if (entry) {
+    FERRY_ASSIGN_OR_RETURN(v, View(*entry, options_.clock->NowUnixMs() / 1000));
+  }
+  if (!v) return NotFound(fmt::format("no schedule '{}'", name.substr(0, 64)));
+  return std::move(*v);
 }
 
 std::vector<std::pair<std::string, std::string>> ScheduleRunner::Refused() const {
@@ -202,7 +190,7 @@ Result<std::vector<BatchOrder>> ScheduleRunner::Orders(const ScheduleSpec& spec,
     const fs::path root = fs::canonical(options_.input_root, ec);
     for (const fs::path& m : matches) {
       const fs::path real = fs::canonical(m, ec);
-      if (!ec && IsWithin(real, root)) inputs.push_back(m);
+      if (!ec && IsPathWithin(real, root)) inputs.push_back(m);
     }
     if (inputs.size() > kMaxInputsPerSlot) {
       return InvalidArgument(fmt::format("'{}' matches {} inputs, over the {} a slot may start", input, inputs.size(),
@@ -231,25 +219,26 @@ Result<std::vector<BatchOrder>> ScheduleRunner::Orders(const ScheduleSpec& spec,
 }
 
 Result<bool> ScheduleRunner::StillRunning(const std::string& batches) {
-  for (const std::string& id : SplitIds(batches)) {
+  for (const std::string& id : ScheduleRecord::SplitBatches(batches)) {
     FERRY_ASSIGN_OR_RETURN(bool running, launcher_.running(id));
     if (running) return true;
   }
   return false;
 }
 
-void ScheduleRunner::EvaluateOne(const Entry& e, int64_t now) {
+int64_t ScheduleRunner::EvaluateOne(const Entry& e, int64_t now) {
   const std::string& name = e.spec.name;
   Result<std::optional<ScheduleRecord>> record = store_->Get(name);
-  if (!record.ok() || !*record) return;  // a store error: decided at the next evaluation
-  const SlotDecision d = DecideSlots(e.spec, (*record)->last_slot, now);
-  if (!d.latest_due) return;
+  if (!record.ok() || !*record) return now;  // a store error: decided at the next evaluation
+  const int64_t last = (*record)->last_slot;
+  const SlotDecision d = DecideSlots(e.spec, last, now);
+  if (!d.latest_due) return last;
   ScheduleTick tick;
   tick.last_slot = *d.latest_due;
   tick.misses = d.missed;
   if (d.fire) {
     Result<bool> busy = e.spec.overlap == OverlapPolicy::kSkip ? StillRunning((*record)->last_batches) : false;
-    if (!busy.ok()) return;
+    if (!busy.ok()) return last;
     if (*busy) {
       tick.skips = 1;
     } else {
@@ -258,12 +247,12 @@ void ScheduleRunner::EvaluateOne(const Entry& e, int64_t now) {
       Result<std::vector<BatchOrder>> orders = Orders(e.spec, *d.fire);
       if (!orders.ok()) error = orders.status().message();
       for (const BatchOrder& o : orders.ok() ? *orders : std::vector<BatchOrder>{}) {
-        if (stop_requested_) return;  // the slot is decided again at the next start; ids keep it once
+        if (stopping_) return last;  // the slot is decided again at the next start; ids keep it once
         Result<bool> made = launcher_.launch(o);
         if (made.ok()) {
           ids.push_back(o.id);
         } else if (made.status().code() == StatusCode::kUnavailable) {
-          return;  // the store or a model is not ready: the slot is decided again at the next look
+          return last;  // the store or a model is not ready: the slot is decided again at the next look
         } else {
           error = fmt::format("{}: {}", o.batch.input, made.status().message());
         }
@@ -277,7 +266,7 @@ void ScheduleRunner::EvaluateOne(const Entry& e, int64_t now) {
   }
   if (Status s = store_->RecordTick(name, tick); !s.ok()) {
     spdlog::warn("schedule '{}': cannot record slot {}: {}", name, tick.last_slot, s.message());
-    return;
+    return last;
   }
   if (!tick.error.empty()) spdlog::warn("schedule '{}': {}", name, tick.error);
   if (observer_.ticked) {
@@ -286,6 +275,7 @@ void ScheduleRunner::EvaluateOne(const Entry& e, int64_t now) {
     if (tick.misses) observer_.ticked(name, "missed", tick.misses);
     if (tick.skips) observer_.ticked(name, "skipped", tick.skips);
   }
+  return tick.last_slot;
 }
 
 std::optional<int64_t> ScheduleRunner::Evaluate() {
@@ -298,9 +288,7 @@ std::optional<int64_t> ScheduleRunner::Evaluate() {
   const int64_t now = options_.clock->NowUnixMs() / 1000;
   std::optional<int64_t> earliest;
   for (const Entry& e : entries) {
-    EvaluateOne(e, now);
-    Result<std::optional<ScheduleRecord>> r = store_->Get(e.spec.name);
-    const int64_t last = r.ok() && *r ? (*r)->last_slot : now;
+    const int64_t last = EvaluateOne(e, now);
     const std::optional<int64_t> next = NextSlot(e.spec.cron, e.spec.zone, std::max(now, last));
     if (observer_.next_run) observer_.next_run(e.spec.name, next);
     if (next && (!earliest || *next < *earliest)) earliest = next;
@@ -312,12 +300,10 @@ void ScheduleRunner::Start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable()) return;
   stopping_ = false;
-  stop_requested_ = false;
   thread_ = std::thread([this] { Loop(); });
 }
 
 void ScheduleRunner::Stop() {
-  stop_requested_ = true;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

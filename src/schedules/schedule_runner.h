@@ -77,7 +77,9 @@ class ScheduleRunner {
     std::string source;
   };
   Result<ScheduleSpec> Validate(const DefinitionFields& fields, const std::string& source);
-  void EvaluateOne(const Entry& entry, int64_t now);
+  // Returns the schedule's last decided slot afterwards (now, when the store cannot be read).
+  int64_t EvaluateOne(const Entry& entry, int64_t now);
+  Result<std::optional<ScheduleView>> View(const Entry& entry, int64_t now);
   Result<std::vector<BatchOrder>> Orders(const ScheduleSpec& spec, int64_t slot) const;
   Result<bool> StillRunning(const std::string& batches);
   void Loop();
@@ -93,8 +95,7 @@ class ScheduleRunner {
   std::mutex evaluate_mu_;  // one evaluation at a time (the thread, an API call's wake)
   std::condition_variable cv_;
   bool wake_ = false;
-  bool stopping_ = false;
-  std::atomic<bool> stop_requested_{false};  // read between launches, without the lock
+  std::atomic<bool> stopping_{false};  // set under mu_ (for cv_); read between launches without it
   std::thread thread_;
 };
 

@@ -38,7 +38,7 @@ ScheduleRecord ReadSchedule(const SqliteStatement& r) {
   ScheduleRecord s;
   s.name = r.Text(0);
   s.source = r.Text(1);
-  s.definition_json = r.Text(2);
+  s.definition_yaml = r.Text(2);
   s.created_ms = r.Int(3);
   s.last_slot = r.Int(4);
   s.last_batches = r.Text(5);
@@ -55,6 +55,18 @@ TriggerFileRecord ReadTriggerFile(const SqliteStatement& r) {
 }
 
 }  // namespace
+
+std::vector<std::string> ScheduleRecord::SplitBatches(const std::string& ids) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < ids.size()) {
+    const size_t comma = ids.find(',', start);
+    out.push_back(ids.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
 
 Result<std::unique_ptr<SqliteScheduleStore>> SqliteScheduleStore::Open(const std::filesystem::path& path,
                                                                        std::function<int64_t()> now_ms) {
@@ -83,10 +95,10 @@ Result<std::optional<ScheduleRecord>> SqliteScheduleStore::GetLocked(const std::
 }
 
 Result<ScheduleRecord> SqliteScheduleStore::InsertLocked(const std::string& name, const std::string& source,
-                                                         const std::string& definition_json, int64_t first_slot) {
+                                                         const std::string& definition_yaml, int64_t first_slot) {
   FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(
       "INSERT INTO schedules(name, source, definition, created_ms, last_slot) VALUES(?1, ?2, ?3, ?4, ?5)"));
-  st.BindText(1, name).BindText(2, source).BindText(3, definition_json).Bind(4, now_ms_()).Bind(5, first_slot);
+  st.BindText(1, name).BindText(2, source).BindText(3, definition_yaml).Bind(4, now_ms_()).Bind(5, first_slot);
   FERRY_RETURN_IF_ERROR(st.Run());
   FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleRecord> r, GetLocked(name));
   if (!r) return Internal("schedule store: a schedule just written cannot be read back");
@@ -94,9 +106,9 @@ Result<ScheduleRecord> SqliteScheduleStore::InsertLocked(const std::string& name
 }
 
 Result<ScheduleRecord> SqliteScheduleStore::Insert(const std::string& name, const std::string& source,
-                                                   const std::string& definition_json, int64_t first_slot) {
+                                                   const std::string& definition_yaml, int64_t first_slot) {
   std::lock_guard lock(mu_);
-  Result<ScheduleRecord> r = InsertLocked(name, source, definition_json, first_slot);
+  Result<ScheduleRecord> r = InsertLocked(name, source, definition_yaml, first_slot);
   if (r.status().code() == StatusCode::kAlreadyExists) {
     return Status(StatusCode::kAlreadyExists, fmt::format("a schedule named '{}' exists already", name));
   }
@@ -104,16 +116,16 @@ Result<ScheduleRecord> SqliteScheduleStore::Insert(const std::string& name, cons
 }
 
 Result<ScheduleRecord> SqliteScheduleStore::Upsert(const std::string& name, const std::string& source,
-                                                   const std::string& definition_json, int64_t first_slot) {
+                                                   const std::string& definition_yaml, int64_t first_slot) {
   std::lock_guard lock(mu_);
   FERRY_ASSIGN_OR_RETURN(std::optional<ScheduleRecord> existing, GetLocked(name));
-  if (!existing) return InsertLocked(name, source, definition_json, first_slot);
+  if (!existing) return InsertLocked(name, source, definition_yaml, first_slot);
   FERRY_ASSIGN_OR_RETURN(SqliteStatement st,
                          db_->Prepare("UPDATE schedules SET source = ?2, definition = ?3 WHERE name = ?1"));
-  st.BindText(1, name).BindText(2, source).BindText(3, definition_json);
+  st.BindText(1, name).BindText(2, source).BindText(3, definition_yaml);
   FERRY_RETURN_IF_ERROR(st.Run());
   existing->source = source;
-  existing->definition_json = definition_json;
+  existing->definition_yaml = definition_yaml;
   return *existing;
 }
 

@@ -20,13 +20,15 @@ namespace ferry {
 struct ScheduleRecord {
   std::string name;
   std::string source;           // "file" (a definition file) or "api"
-  std::string definition_json;  // the fields as given (api schedules; files are read again at start)
+  std::string definition_yaml;  // the fields, as YAML (DefinitionYaml); api schedules are read back from it
   int64_t created_ms = 0;
   int64_t last_slot = 0;        // Unix seconds of the last decided slot (its creation, before any)
-  std::string last_batches;     // ids the last fired slot started, comma-separated
+  std::string last_batches;     // ids the last fired slot started, comma-separated (SplitBatches)
   int64_t last_fired_slot = 0;  // 0 until one fired
   int64_t fires = 0, misses = 0, skips = 0;
   std::string last_error;       // why the last fire started nothing, or empty
+
+  static std::vector<std::string> SplitBatches(const std::string& ids);
 };
 
 // How a trigger's file ended up: started (its batch runs or ran), refused (the batch could not be made
@@ -55,10 +57,10 @@ class SqliteScheduleStore {
 
   // Registers a schedule, or updates its definition and source; a new one starts with last_slot =
   // `first_slot` (now, so slots before it were never due). Returns the record.
-  Result<ScheduleRecord> Upsert(const std::string& name, const std::string& source, const std::string& definition_json,
+  Result<ScheduleRecord> Upsert(const std::string& name, const std::string& source, const std::string& definition_yaml,
                                 int64_t first_slot);
   // Only a new name: kAlreadyExists otherwise.
-  Result<ScheduleRecord> Insert(const std::string& name, const std::string& source, const std::string& definition_json,
+  Result<ScheduleRecord> Insert(const std::string& name, const std::string& source, const std::string& definition_yaml,
                                 int64_t first_slot);
   Result<std::optional<ScheduleRecord>> Get(const std::string& name);
   Result<std::vector<ScheduleRecord>> List();
@@ -82,7 +84,7 @@ class SqliteScheduleStore {
  private:
   SqliteScheduleStore() = default;
   Result<ScheduleRecord> InsertLocked(const std::string& name, const std::string& source,
-                                      const std::string& definition_json, int64_t first_slot);
+                                      const std::string& definition_yaml, int64_t first_slot);
   Result<std::optional<ScheduleRecord>> GetLocked(const std::string& name);
 
   std::function<int64_t()> now_ms_;
