@@ -41,6 +41,12 @@ Result<InferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
                                         std::optional<size_t> json_size,
                                         const DecodeLimits& limits = {});
 
+// Decodes the JSON of a v2 inference response (what EncodeInferResponse writes with every output in
+// JSON, and what a batch writes per line): model_name, model_version, id, parameters and outputs, each
+// output under the same rules as a request's JSON input. Binary outputs are refused (there is no binary
+// part); unknown keys are ignored. kInvalidArgument naming the field otherwise.
+Result<InferResponse> DecodeInferResponseJson(std::string_view json, const DecodeLimits& limits = {});
+
 struct EncodedResponse {
   std::string body;      // JSON part followed by binary parts
   size_t json_size = 0;  // goes into Inference-Header-Content-Length when body.size() > json_size

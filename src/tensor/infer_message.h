@@ -28,6 +28,8 @@ struct InferRequest {
   bool binary_data_output = false;
   std::vector<Tensor> inputs;
   std::vector<RequestedOutput> outputs;  // empty = all outputs
+  // The transport asked not to be answered from the response cache (HTTP `Cache-Control: no-cache`).
+  bool cache_bypass = false;
 };
 
 struct InferResponse {

@@ -6,6 +6,7 @@
 #include <new>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -109,6 +110,8 @@ class RequestDecoder {
   }
 
   Result<InferRequest> Decode(element root);
+  // A v2 response's JSON (outputs with "data", no binary part): the same tensor rules as inputs.
+  Result<InferResponse> DecodeResponse(element root);
 
  private:
   Status DecodeInputs(element value);
@@ -122,6 +125,10 @@ class RequestDecoder {
   const DecodeLimits& limits_;
   BinaryPart binary_;
   InferRequest request_;
+  // How tensors and their list are named in messages: a request's inputs or a response's outputs.
+  const char* noun_ = "input";
+  const char* list_ = "inputs";
+  const char* owner_ = "request";
   // Names point into the parsed document, which outlives the decoder.
   std::unordered_set<std::string_view> input_names_;
 };
@@ -160,13 +167,49 @@ Result<InferRequest> RequestDecoder::Decode(element root) {
   return std::move(request_);
 }
 
+Result<InferResponse> RequestDecoder::DecodeResponse(element root) {
+  noun_ = "output";
+  list_ = "outputs";
+  owner_ = "response";
+  simdjson::dom::object object;
+  if (root.get_object().get(object) != simdjson::SUCCESS) return InvalidArgument("a response must be a JSON object");
+  std::optional<element> model_name, model_version, id, parameters, outputs;
+  for (simdjson::dom::key_value_pair field : object) {
+    std::optional<element>* slot = nullptr;
+    if (field.key == "model_name") slot = &model_name;
+    else if (field.key == "model_version") slot = &model_version;
+    else if (field.key == "id") slot = &id;
+    else if (field.key == "parameters") slot = &parameters;
+    else if (field.key == "outputs") slot = &outputs;
+    FERRY_RETURN_IF_ERROR(FillOnce(slot, field, "the response"));
+  }
+  InferResponse response;
+  for (auto [value, target, key] : {std::tuple{&model_name, &response.model_name, "model_name"},
+                                    std::tuple{&model_version, &response.model_version, "model_version"},
+                                    std::tuple{&id, &response.id, "id"}}) {
+    if (!*value) continue;
+    std::string_view text;
+    if ((*value)->get_string().get(text) != simdjson::SUCCESS) {
+      return InvalidArgument(fmt::format("response {} must be a string", key));
+    }
+    *target = std::string(text);
+  }
+  if (parameters) FERRY_RETURN_IF_ERROR(ParseParameters(*parameters, "response", &response.parameters));
+  if (!outputs) return InvalidArgument("response has no outputs");
+  FERRY_RETURN_IF_ERROR(DecodeInputs(*outputs));
+  if (binary_.binary_inputs > 0) return InvalidArgument("response outputs must carry their data as JSON");
+  response.outputs = std::move(request_.inputs);
+  response.binary_outputs.assign(response.outputs.size(), false);
+  return response;
+}
+
 Status RequestDecoder::DecodeInputs(element value) {
   simdjson::dom::array array;
-  if (value.get_array().get(array) != simdjson::SUCCESS) return InvalidArgument("inputs must be an array");
+  if (value.get_array().get(array) != simdjson::SUCCESS) return InvalidArgument(fmt::format("{} must be an array", list_));
   const size_t count = array.size();
-  if (count == 0) return InvalidArgument("inputs must not be empty");
+  if (count == 0) return InvalidArgument(fmt::format("{} must not be empty", list_));
   if (count > limits_.max_tensors) {
-    return InvalidArgument(fmt::format("request has {} inputs, over the limit of {}", count, limits_.max_tensors));
+    return InvalidArgument(fmt::format("{} has {} {}, over the limit of {}", owner_, count, list_, limits_.max_tensors));
   }
   request_.inputs.reserve(count);
   size_t index = 0;
@@ -177,7 +220,7 @@ Status RequestDecoder::DecodeInputs(element value) {
 Status RequestDecoder::DecodeInput(element value, size_t index) {
   simdjson::dom::object object;
   if (value.get_object().get(object) != simdjson::SUCCESS) {
-    return InvalidArgument(fmt::format("inputs[{}] must be an object", index));
+    return InvalidArgument(fmt::format("{}[{}] must be an object", list_, index));
   }
   std::optional<element> name_value, datatype_value, shape_value, parameters_value, data_value;
   for (simdjson::dom::key_value_pair field : object) {
@@ -187,48 +230,48 @@ Status RequestDecoder::DecodeInput(element value, size_t index) {
     else if (field.key == "shape") slot = &shape_value;
     else if (field.key == "parameters") slot = &parameters_value;
     else if (field.key == "data") slot = &data_value;
-    FERRY_RETURN_IF_ERROR(FillOnce(slot, field, fmt::format("inputs[{}]", index)));
+    FERRY_RETURN_IF_ERROR(FillOnce(slot, field, fmt::format("{}[{}]", list_, index)));
   }
 
   std::string_view name;
-  if (!name_value) return InvalidArgument(fmt::format("inputs[{}] has no name", index));
+  if (!name_value) return InvalidArgument(fmt::format("{}[{}] has no name", list_, index));
   if (name_value->get_string().get(name) != simdjson::SUCCESS) {
-    return InvalidArgument(fmt::format("inputs[{}].name must be a string", index));
+    return InvalidArgument(fmt::format("{}[{}].name must be a string", list_, index));
   }
-  if (name.empty()) return InvalidArgument(fmt::format("inputs[{}].name is empty", index));
+  if (name.empty()) return InvalidArgument(fmt::format("{}[{}].name is empty", list_, index));
   if (!input_names_.insert(name).second) {
-    return InvalidArgument(fmt::format("input '{}' appears more than once", name));
+    return InvalidArgument(fmt::format("{} \'{}\' appears more than once", noun_, name));
   }
 
   Tensor tensor;
   tensor.name = std::string(name);
   std::string_view datatype;
-  if (!datatype_value) return InvalidArgument(fmt::format("input '{}' has no datatype", name));
+  if (!datatype_value) return InvalidArgument(fmt::format("{} \'{}\' has no datatype", noun_, name));
   if (datatype_value->get_string().get(datatype) != simdjson::SUCCESS) {
-    return InvalidArgument(fmt::format("input '{}': datatype must be a string", name));
+    return InvalidArgument(fmt::format("{} \'{}\': datatype must be a string", noun_, name));
   }
   const std::optional<DataType> dtype = DataTypeFromName(datatype);
-  if (!dtype) return InvalidArgument(fmt::format("input '{}': unknown datatype '{}'", name, datatype));
+  if (!dtype) return InvalidArgument(fmt::format("{} \'{}\': unknown datatype '{}'", noun_, name, datatype));
   tensor.dtype = *dtype;
 
-  if (!shape_value) return InvalidArgument(fmt::format("input '{}' has no shape", name));
+  if (!shape_value) return InvalidArgument(fmt::format("{} \'{}\' has no shape", noun_, name));
   simdjson::dom::array shape_array;
   if (shape_value->get_array().get(shape_array) != simdjson::SUCCESS) {
-    return InvalidArgument(fmt::format("input '{}': shape must be an array of integers", name));
+    return InvalidArgument(fmt::format("{} \'{}\': shape must be an array of integers", noun_, name));
   }
   tensor.shape.reserve(shape_array.size());
   for (element dim : shape_array) {
     int64_t d = 0;
     if (dim.type() != element_type::INT64 || (d = dim.get_int64().value_unsafe()) < 0) {
-      return InvalidArgument(fmt::format("input '{}': shape must hold non-negative integers, found {}", name,
+      return InvalidArgument(fmt::format("{} \'{}\': shape must hold non-negative integers, found {}", noun_, name,
                                          simdjson::minify(dim)));
     }
     tensor.shape.push_back(d);
   }
   auto element_count = ElementCount(tensor.shape);
-  if (!element_count.ok()) return element_count.status().WithContext(fmt::format("input '{}'", name));
+  if (!element_count.ok()) return element_count.status().WithContext(fmt::format("{} \'{}\'", noun_, name));
   if (*element_count > limits_.max_elements) {
-    return InvalidArgument(fmt::format("input '{}' has {} elements, over the limit of {}", name, *element_count,
+    return InvalidArgument(fmt::format("{} \'{}\' has {} elements, over the limit of {}", noun_, name, *element_count,
                                        limits_.max_elements));
   }
 
@@ -236,20 +279,20 @@ Status RequestDecoder::DecodeInput(element value, size_t index) {
   if (parameters_value) {
     // Input parameters other than binary_data_size have no home in Tensor; they are validated and dropped.
     Parameters parameters;
-    const std::string owner = fmt::format("input '{}'", name);
+    const std::string owner = fmt::format("{} \'{}\'", noun_, name);
     FERRY_RETURN_IF_ERROR(ParseParameters(*parameters_value, owner, &parameters));
     if (auto it = parameters.find("binary_data_size"); it != parameters.end()) {
       const int64_t* size = std::get_if<int64_t>(&it->second);
       if (size == nullptr || *size < 0) {
         return InvalidArgument(
-            fmt::format("input '{}': parameters.binary_data_size must be a non-negative integer", name));
+            fmt::format("{} \'{}\': parameters.binary_data_size must be a non-negative integer", noun_, name));
       }
       binary_size = *size;
     }
   }
 
   if (binary_size && data_value) {
-    return InvalidArgument(fmt::format("input '{}' has both data and parameters.binary_data_size", name));
+    return InvalidArgument(fmt::format("{} \'{}\' has both data and parameters.binary_data_size", noun_, name));
   }
   if (binary_size) {
     FERRY_RETURN_IF_ERROR(TakeBinarySlice(&tensor, *binary_size, *element_count));
@@ -257,11 +300,12 @@ Status RequestDecoder::DecodeInput(element value, size_t index) {
     // Every JSON scalar takes at least two bytes ("0,"), so a shape needing more elements than that can
     // never match; rejecting it here also keeps the allocation below bounded by the body size.
     if (static_cast<uint64_t>(*element_count) > json_size_ / 2 + 1) {
-      return InvalidArgument(fmt::format("input '{}': data has fewer elements than the {} that shape {} needs", name,
+      return InvalidArgument(fmt::format("{} \'{}\': data has fewer elements than the {} that shape {} needs", noun_, name,
                                          *element_count, ShapeToString(tensor.shape)));
     }
     tensor_internal::JsonDataTarget target;
     target.tensor_name = name;
+    target.noun = noun_;
     target.dtype = tensor.dtype;
     target.shape = &tensor.shape;
     target.expected_count = *element_count;
@@ -270,7 +314,7 @@ Status RequestDecoder::DecodeInput(element value, size_t index) {
     FERRY_RETURN_IF_ERROR(tensor_internal::DecodeJsonTensorData(*data_value, target, &bytes));
     tensor.data = Buffer::Own(std::move(bytes));
   } else {
-    return InvalidArgument(fmt::format("input '{}' has neither data nor parameters.binary_data_size", name));
+    return InvalidArgument(fmt::format("{} \'{}\' has neither data nor parameters.binary_data_size", noun_, name));
   }
   request_.inputs.push_back(std::move(tensor));
   return Status::Ok();
@@ -286,23 +330,23 @@ Status RequestDecoder::TakeBinarySlice(Tensor* tensor, int64_t declared_size, in
   }
   const size_t remaining = binary_.size - binary_.used;
   if (static_cast<uint64_t>(declared_size) > remaining) {
-    return InvalidArgument(fmt::format("input '{}': binary_data_size {} runs past the end of the body ({} bytes remain)",
-                                       name, declared_size, remaining));
+    return InvalidArgument(fmt::format("{} \'{}\': binary_data_size {} runs past the end of the body ({} bytes remain)",
+                                       noun_, name, declared_size, remaining));
   }
   const auto size = static_cast<size_t>(declared_size);
   const uint8_t* slice = binary_.data + binary_.used;
   if (tensor->dtype == DataType::kBytes) {
     auto counted = CountBytesElements({slice, size});
-    if (!counted.ok()) return counted.status().WithContext(fmt::format("input '{}' binary data", name));
+    if (!counted.ok()) return counted.status().WithContext(fmt::format("{} \'{}\' binary data", noun_, name));
     if (*counted != element_count) {
-      return InvalidArgument(fmt::format("input '{}': binary data holds {} BYTES elements but shape {} needs {}", name,
+      return InvalidArgument(fmt::format("{} \'{}\': binary data holds {} BYTES elements but shape {} needs {}", noun_, name,
                                          *counted, ShapeToString(tensor->shape), element_count));
     }
   } else {
     auto expected = FixedByteSize(tensor->dtype, tensor->shape);
-    if (!expected.ok()) return expected.status().WithContext(fmt::format("input '{}'", name));
+    if (!expected.ok()) return expected.status().WithContext(fmt::format("{} \'{}\'", noun_, name));
     if (*expected != declared_size) {
-      return InvalidArgument(fmt::format("input '{}': binary_data_size is {} but {} {} needs {} bytes", name,
+      return InvalidArgument(fmt::format("{} \'{}\': binary_data_size is {} but {} {} needs {} bytes", noun_, name,
                                          declared_size, DataTypeName(tensor->dtype), ShapeToString(tensor->shape),
                                          *expected));
     }
@@ -310,7 +354,7 @@ Status RequestDecoder::TakeBinarySlice(Tensor* tensor, int64_t declared_size, in
       // One byte per element, 0 or 1: any other byte is no boolean (and would not survive a JSON answer).
       const uint8_t* bad = std::find_if(slice, slice + size, [](uint8_t b) { return b > 1; });
       if (bad != slice + size) {
-        return InvalidArgument(fmt::format("input '{}': BOOL element {} is the byte {}; binary BOOL is 0 or 1", name,
+        return InvalidArgument(fmt::format("{} \'{}\': BOOL element {} is the byte {}; binary BOOL is 0 or 1", noun_, name,
                                            bad - slice, static_cast<int>(*bad)));
       }
     }
@@ -413,6 +457,26 @@ Result<InferRequest> DecodeUnguarded(std::shared_ptr<const std::string> body, st
 }
 
 }  // namespace
+
+Result<InferResponse> DecodeInferResponseJson(std::string_view json, const DecodeLimits& limits) {
+  try {
+    const size_t max_depth = std::clamp<size_t>(limits.max_json_depth, 1, kMaxSupportedDepth);
+    simdjson::dom::parser parser(json.size() + 64);
+    if (auto error = parser.allocate(std::max(json.size(), size_t{64}), max_depth + 1); error != simdjson::SUCCESS) {
+      return JsonSyntaxError(error, max_depth);
+    }
+    // The decoder reads tensors relative to a body; here it is the JSON alone, with no binary part.
+    auto body = std::make_shared<const std::string>(json);
+    element root;
+    if (auto error = parser.parse(body->data(), body->size(), true).get(root); error != simdjson::SUCCESS) {
+      return JsonSyntaxError(error, max_depth);
+    }
+    RequestDecoder decoder(body, body->size(), /*has_binary=*/false, limits);
+    return decoder.DecodeResponse(root);
+  } catch (const std::bad_alloc&) {
+    return Internal("out of memory while decoding a response");
+  }
+}
 
 Result<InferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body, std::optional<size_t> json_size,
                                         const DecodeLimits& limits) {

@@ -216,25 +216,25 @@ class FixedWidthFiller {
 
  private:
   Status TooDeep() const {
-    return InvalidArgument(fmt::format("input '{}': data is nested deeper than {} levels", target_.tensor_name,
+    return InvalidArgument(fmt::format("{} \'{}\': data is nested deeper than {} levels", target_.noun, target_.tensor_name,
                                        target_.max_nesting + 1));
   }
   Status TooMany() const {
-    return InvalidArgument(fmt::format("input '{}': data has more than the {} elements that shape {} needs",
-                                       target_.tensor_name, target_.expected_count, ShapeToString(*target_.shape)));
+    return InvalidArgument(fmt::format("{} \'{}\': data has more than the {} elements that shape {} needs",
+                                       target_.noun, target_.tensor_name, target_.expected_count, ShapeToString(*target_.shape)));
   }
   Status Misfit(const element& e, Fit fit) const {
     const std::string_view type = DataTypeName(target_.dtype);
     switch (fit) {
       case Fit::kOutOfRange:
-        return InvalidArgument(fmt::format("input '{}': data element {} ({}) is out of range for {}",
-                                           target_.tensor_name, count_, Excerpt(e), type));
+        return InvalidArgument(fmt::format("{} \'{}\': data element {} ({}) is out of range for {}",
+                                           target_.noun, target_.tensor_name, count_, Excerpt(e), type));
       case Fit::kNotInteger:
-        return InvalidArgument(fmt::format("input '{}': data element {} ({}) is not an integer, as {} requires",
-                                           target_.tensor_name, count_, Excerpt(e), type));
+        return InvalidArgument(fmt::format("{} \'{}\': data element {} ({}) is not an integer, as {} requires",
+                                           target_.noun, target_.tensor_name, count_, Excerpt(e), type));
       default:
-        return InvalidArgument(fmt::format("input '{}': data element {} is {} ({}), but {} needs {}",
-                                           target_.tensor_name, count_, KindName(e.type()), Excerpt(e), type,
+        return InvalidArgument(fmt::format("{} \'{}\': data element {} is {} ({}), but {} needs {}",
+                                           target_.noun, target_.tensor_name, count_, KindName(e.type()), Excerpt(e), type,
                                            ExpectedKind(target_.dtype)));
     }
   }
@@ -251,7 +251,7 @@ Status FillFixedWidth(simdjson::dom::array array, const JsonDataTarget& target, 
   FixedWidthFiller<T, kConvert> filler(target, out->data());
   FERRY_RETURN_IF_ERROR(filler.Fill(array, 0));
   if (filler.count() != target.expected_count) {
-    return InvalidArgument(fmt::format("input '{}': data has {} elements but shape {} needs {}", target.tensor_name,
+    return InvalidArgument(fmt::format("{} \'{}\': data has {} elements but shape {} needs {}", target.noun, target.tensor_name,
                                        filler.count(), ShapeToString(*target.shape), target.expected_count));
   }
   return Status::Ok();
@@ -266,24 +266,24 @@ class BytesFiller {
     for (element e : array) {
       if (e.type() == element_type::ARRAY) {
         if (nesting >= target_.max_nesting) {
-          return InvalidArgument(fmt::format("input '{}': data is nested deeper than {} levels",
-                                             target_.tensor_name, target_.max_nesting + 1));
+          return InvalidArgument(fmt::format("{} \'{}\': data is nested deeper than {} levels",
+                                             target_.noun, target_.tensor_name, target_.max_nesting + 1));
         }
         FERRY_RETURN_IF_ERROR(Fill(e.get_array().value_unsafe(), nesting + 1));
         continue;
       }
       if (count_ >= target_.expected_count) {
-        return InvalidArgument(fmt::format("input '{}': data has more than the {} elements that shape {} needs",
-                                           target_.tensor_name, target_.expected_count,
+        return InvalidArgument(fmt::format("{} \'{}\': data has more than the {} elements that shape {} needs",
+                                           target_.noun, target_.tensor_name, target_.expected_count,
                                            ShapeToString(*target_.shape)));
       }
       if (e.type() != element_type::STRING) {
-        return InvalidArgument(fmt::format("input '{}': data element {} is {} ({}), but BYTES needs a string",
-                                           target_.tensor_name, count_, KindName(e.type()), Excerpt(e)));
+        return InvalidArgument(fmt::format("{} \'{}\': data element {} is {} ({}), but BYTES needs a string",
+                                           target_.noun, target_.tensor_name, count_, KindName(e.type()), Excerpt(e)));
       }
       const std::string_view text = e.get_string().value_unsafe();
       if (text.size() > std::numeric_limits<uint32_t>::max()) {
-        return InvalidArgument(fmt::format("input '{}': data element {} is longer than 4 GiB", target_.tensor_name,
+        return InvalidArgument(fmt::format("{} \'{}\': data element {} is longer than 4 GiB", target_.noun, target_.tensor_name,
                                            count_));
       }
       const auto length = static_cast<uint32_t>(text.size());
@@ -310,7 +310,7 @@ Status FillBytes(simdjson::dom::array array, const JsonDataTarget& target, std::
   BytesFiller filler(target, out);
   FERRY_RETURN_IF_ERROR(filler.Fill(array, 0));
   if (filler.count() != target.expected_count) {
-    return InvalidArgument(fmt::format("input '{}': data has {} elements but shape {} needs {}", target.tensor_name,
+    return InvalidArgument(fmt::format("{} \'{}\': data has {} elements but shape {} needs {}", target.noun, target.tensor_name,
                                        filler.count(), ShapeToString(*target.shape), target.expected_count));
   }
   return Status::Ok();
@@ -321,7 +321,7 @@ Status FillBytes(simdjson::dom::array array, const JsonDataTarget& target, std::
 Status DecodeJsonTensorData(element data, const JsonDataTarget& target, std::vector<uint8_t>* out) {
   simdjson::dom::array array;
   if (data.get_array().get(array) != simdjson::SUCCESS) {
-    return InvalidArgument(fmt::format("input '{}': data must be an array, not {}", target.tensor_name,
+    return InvalidArgument(fmt::format("{} \'{}\': data must be an array, not {}", target.noun, target.tensor_name,
                                        KindName(data.type())));
   }
   switch (target.dtype) {
@@ -342,7 +342,7 @@ Status DecodeJsonTensorData(element data, const JsonDataTarget& target, std::vec
     case DataType::kFp64: return FillFixedWidth<double, ToFp64>(array, target, out);
     case DataType::kBytes: return FillBytes(array, target, out);
   }
-  return InvalidArgument(fmt::format("input '{}': unsupported datatype", target.tensor_name));
+  return InvalidArgument(fmt::format("{} \'{}\': unsupported datatype", target.noun, target.tensor_name));
 }
 
 }  // namespace ferry::tensor_internal

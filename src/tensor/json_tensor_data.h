@@ -15,6 +15,7 @@ namespace ferry::tensor_internal {
 
 struct JsonDataTarget {
   std::string_view tensor_name;  // for messages
+  std::string_view noun = "input";  // for messages: "input" or "output"
   DataType dtype = DataType::kFp32;
   const Shape* shape = nullptr;  // for messages
   int64_t expected_count = 0;    // product of the shape, already checked against the limits
