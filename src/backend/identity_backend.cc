@@ -2,15 +2,22 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+#include <chrono>
+#include <thread>
+
 namespace ferry {
 namespace {
 
 class IdentityInstance final : public ModelInstance {
  public:
-  explicit IdentityInstance(std::vector<std::string> output_names) : output_names_(std::move(output_names)) {}
+  IdentityInstance(std::vector<std::string> output_names, int64_t delay_ms)
+      : output_names_(std::move(output_names)), delay_ms_(delay_ms) {}
 
   Result<std::vector<Tensor>> Execute(const std::vector<Tensor>& inputs) override {
     if (inputs.size() != output_names_.size()) return Internal("identity: input count changed after load");
+    // A model that takes time, for tests and benchmarks of what happens around a slow one.
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
     std::vector<Tensor> outputs = inputs;  // Buffers are shared, so this copies no tensor bytes.
     for (size_t i = 0; i < outputs.size(); ++i) outputs[i].name = output_names_[i];
     return outputs;
@@ -18,6 +25,7 @@ class IdentityInstance final : public ModelInstance {
 
  private:
   std::vector<std::string> output_names_;
+  int64_t delay_ms_;
 };
 
 class IdentityBackend final : public Backend {
@@ -43,7 +51,16 @@ class IdentityBackend final : public Backend {
     if (!std::filesystem::is_directory(version_dir, ec)) {
       return NotFound(fmt::format("identity model '{}': version folder missing", config.name));
     }
-    return std::unique_ptr<ModelInstance>(new IdentityInstance(std::move(names)));
+    int64_t delay_ms = 0;
+    for (const auto& [key, value] : config.backend_options) {
+      if (key != "execute_delay_ms") continue;  // Triton's identity backend spells it so
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), delay_ms);
+      if (ec != std::errc() || end != value.data() + value.size() || delay_ms < 0 || delay_ms > 60'000) {
+        return InvalidArgument(fmt::format("identity model '{}': execute_delay_ms must be 0..60000, got '{}'",
+                                           config.name, value));
+      }
+    }
+    return std::unique_ptr<ModelInstance>(new IdentityInstance(std::move(names), delay_ms));
   }
 };
 
