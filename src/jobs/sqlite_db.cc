@@ -64,6 +64,13 @@ Status SqliteStatement::Run() {
   return Status::Ok();
 }
 
+Status SqliteStatement::Reset() {
+  const int rc = sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "reset");
+  return Status::Ok();
+}
+
 std::string SqliteStatement::Text(int col) const {
   const void* p = sqlite3_column_blob(stmt_, col);
   const int n = sqlite3_column_bytes(stmt_, col);

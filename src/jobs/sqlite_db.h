@@ -32,6 +32,8 @@ class SqliteStatement {
   Result<bool> Step();
   // Runs a statement that returns no rows.
   Status Run();
+  // Makes the statement ready to run again, with no parameters bound.
+  Status Reset();
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string Text(int col) const;

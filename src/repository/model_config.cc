@@ -6,6 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "common/json_writer.h"
 #include "repository/model_repository.h"
 
@@ -278,8 +281,26 @@ Status ValidateModelConfig(const ModelConfig& config) {
     if (!keys.insert(key).second) return InvalidArgument(fmt::format("parameters: duplicate key '{}'", key));
   }
   if (config.preprocess) FERRY_RETURN_IF_ERROR(ValidatePreprocess(config));
+  if (config.precomputed) {
+    FERRY_RETURN_IF_ERROR(CheckTableName(config.precomputed->table).WithContext("precomputed.table"));
+    if (config.precomputed->max_age_s < 0) {
+      return InvalidArgument(fmt::format("precomputed.max_age_s must be >= 0, got {}", config.precomputed->max_age_s));
+    }
+  }
   return Status::Ok();
 }
+
+Status CheckTableName(std::string_view name) {
+  const bool ok = !name.empty() && name.size() <= 64 && std::isalnum(static_cast<unsigned char>(name[0])) &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+                  });
+  if (ok) return Status::Ok();
+  return InvalidArgument(fmt::format(
+      "table name '{}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+      name.substr(0, 80)));
+}
+
 
 Shape FullShape(const ModelConfig& config, const TensorSpec& spec, std::optional<int64_t> batch) {
   if (config.max_batch_size == 0) return spec.dims;

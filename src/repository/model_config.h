@@ -39,6 +39,12 @@
 //     mean: [0.5]
 //     std: [0.5]
 //     tensor: {name: input, dims: [1, 1, 72, 96]}  # the model's FP32 NCHW input it produces
+//   precomputed:                 # a precomputed table answers requests that carry parameters.key
+//     table: user_recs           # the table's name (published by a batch or `ferry precompute load`)
+//     max_age_s: 86400           # 0 (default): any age; an older entry is stale and goes to the model
+//     any_version: false         # default: an entry made by another model version is stale
+//     write_back: false          # true: a live answer to a keyed request is written into the table
+//   response_cache: true         # exact-match answer cache (Triton's {enable: true} also accepted)
 //
 // Integers are plain decimal (no 0x / octal spellings, no floats). An empty file means all defaults.
 #include <cstdint>
@@ -110,6 +116,14 @@ struct PreprocessConfig {
   int64_t channels() const { return color == Color::kGrey ? 1 : 3; }
 };
 
+// Which precomputed table fronts the model, and when its entries may answer.
+struct PrecomputedConfig {
+  std::string table;
+  int64_t max_age_s = 0;     // 0: no limit
+  bool any_version = false;  // false: only entries the serving version produced answer
+  bool write_back = false;
+};
+
 struct ModelConfig {
   std::string name;                 // must equal the folder name
   std::string backend;              // empty: the server's default ONNX backend
@@ -127,6 +141,8 @@ struct ModelConfig {
   // Backend-specific string options (e.g. opencv target), passed through.
   std::vector<std::pair<std::string, std::string>> backend_options;
   std::optional<PreprocessConfig> preprocess;
+  std::optional<PrecomputedConfig> precomputed;
+  bool response_cache = false;
 };
 
 // The config the backend sees: with pre-processing, the public input is replaced by the tensor it
@@ -144,6 +160,8 @@ Result<ModelConfig> ParseModelConfig(std::string_view yaml_text, std::string_vie
 // max_queue_size >= 1, timeout >= 0, a known policy (latest >= 1, specific: non-empty, unique,
 // positive), a model filename with no path separators, unique non-empty parameter keys.
 Status ValidateModelConfig(const ModelConfig& config);
+// A precomputed table's name: 1..64 of [A-Za-z0-9_.-], starting with a letter or digit.
+Status CheckTableName(std::string_view name);
 
 // Full input shape accepted for a request with batch size `batch` (prepends batch when batched;
 // prepends -1 when batched and `batch` is nullopt; ignores `batch` when the model is not batched).

@@ -240,6 +240,27 @@ Status ParsePreprocess(const YAML::Node& node, ModelConfig* out) {
   return Status::Ok();
 }
 
+Status ParsePrecomputed(const YAML::Node& node, ModelConfig* out) {
+  constexpr std::string_view kPath = "precomputed";
+  FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"table", "max_age_s", "any_version", "write_back"}));
+  PrecomputedConfig p;
+  if (!node["table"]) return Missing(node, kPath, "table");
+  FERRY_RETURN_IF_ERROR(GetString(node["table"], Child(kPath, "table"), &p.table));
+  if (const YAML::Node n = node["max_age_s"]) FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "max_age_s"), &p.max_age_s));
+  if (const YAML::Node n = node["any_version"]) FERRY_RETURN_IF_ERROR(GetBool(n, Child(kPath, "any_version"), &p.any_version));
+  if (const YAML::Node n = node["write_back"]) FERRY_RETURN_IF_ERROR(GetBool(n, Child(kPath, "write_back"), &p.write_back));
+  out->precomputed = std::move(p);
+  return Status::Ok();
+}
+
+// `response_cache: true`, or Triton's `response_cache: {enable: true}`.
+Status ParseResponseCache(const YAML::Node& node, ModelConfig* out) {
+  if (!node.IsMap()) return GetBool(node, "response_cache", &out->response_cache);
+  FERRY_RETURN_IF_ERROR(CheckMap(node, "response_cache", {"enable"}));
+  if (!node["enable"]) return Missing(node, "response_cache", "enable");
+  return GetBool(node["enable"], "response_cache.enable", &out->response_cache);
+}
+
 // Fills `out` from the document root; `*has_name` tells whether the config named itself.
 Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
   *has_name = false;
@@ -248,7 +269,7 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
       root, "",
       {"name", "backend", "platform", "model_filename", "max_batch_size", "inputs", "outputs",
        "version_policy", "dynamic_batching", "instance_group", "max_queue_size", "default_timeout_ms",
-       "parameters", "preprocess"}));
+       "parameters", "preprocess", "precomputed", "response_cache"}));
   if (const YAML::Node n = root["name"]) {
     *has_name = true;
     FERRY_RETURN_IF_ERROR(GetString(n, "name", &out->name));
@@ -285,6 +306,8 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
   }
   if (const YAML::Node n = root["parameters"]) FERRY_RETURN_IF_ERROR(ParseParameters(n, out));
   if (const YAML::Node n = root["preprocess"]) FERRY_RETURN_IF_ERROR(ParsePreprocess(n, out));
+  if (const YAML::Node n = root["precomputed"]) FERRY_RETURN_IF_ERROR(ParsePrecomputed(n, out));
+  if (const YAML::Node n = root["response_cache"]) FERRY_RETURN_IF_ERROR(ParseResponseCache(n, out));
   return Status::Ok();
 }
 

@@ -427,3 +427,36 @@ TEST(ModelConfigToTritonJsonTest, EscapesNames) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+TEST(ParseModelConfigTest, HybridBlocks) {
+  Result<ModelConfig> r = ParseModelConfig(
+      "precomputed: {table: user_recs, max_age_s: 60, any_version: true, write_back: true}\n"
+      "response_cache: {enable: true}\n", "cnn");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->precomputed.has_value());
+  EXPECT_EQ(r->precomputed->table, "user_recs");
+  EXPECT_EQ(r->precomputed->max_age_s, 60);
+  EXPECT_TRUE(r->precomputed->any_version);
+  EXPECT_TRUE(r->precomputed->write_back);
+  EXPECT_TRUE(r->response_cache);
+  Result<ModelConfig> plain = ParseModelConfig("response_cache: true\n", "cnn");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->response_cache);
+  EXPECT_FALSE(plain->precomputed.has_value());
+  EXPECT_FALSE(ParseModelConfig("", "cnn")->response_cache);
+}
+
+TEST(ParseModelConfigTest, HybridBlockErrors) {
+  ExpectError("precomputed: {max_age_s: 5}\n", "table");
+  ExpectError("precomputed: {table: 'a b'}\n", "precomputed.table");
+  ExpectError("precomputed: {table: t, max_age_s: -1}\n", "max_age_s must be >= 0");
+  ExpectError("precomputed: {table: t, ttl: 5}\n", "ttl");
+  ExpectError("response_cache: maybe\n", "response_cache");
+  ExpectError("response_cache: {on: true}\n", "on");
+}
+
+}  // namespace
+}  // namespace ferry
