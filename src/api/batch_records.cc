@@ -10,6 +10,7 @@
 #include <map>
 
 #include "api/status_mapping.h"
+#include "api/table_service.h"
 #include "common/json_writer.h"
 #include "tensor/infer_codec.h"
 
@@ -524,8 +525,53 @@ Result<InferRequest> CsvRowToRequest(const CsvColumnMap& map, const std::vector<
   return request;
 }
 
+namespace {
+
+// A tensor batch with `publish`: once its output is complete, the output becomes the table.
+class PublishingExecutor final : public RecordExecutor {
+ public:
+  PublishingExecutor(std::unique_ptr<RecordExecutor> inner, TableService* tables)
+      : inner_(std::move(inner)), tables_(tables) {}
+  Status Prepare(const std::vector<std::string>& header) override { return inner_->Prepare(header); }
+  std::string OutputHeader() const override { return inner_->OutputHeader(); }
+  void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
+           std::function<void(RecordOutcome)> done) override {
+    inner_->Run(record, std::move(cancel), std::move(done));
+  }
+  std::string ErrorLine(const BatchRecord& record, const Status& error) override {
+    return inner_->ErrorLine(record, error);
+  }
+  Status Finalize(const Batch& batch) override { return tables_->PublishBatchOutput(batch); }
+
+ private:
+  std::unique_ptr<RecordExecutor> inner_;
+  TableService* tables_;
+};
+
+Result<std::unique_ptr<RecordExecutor>> MakeTensorExecutor(const BatchSpec& spec, const BatchServices& services) {
+  switch (spec.format) {
+    case BatchFormat::kCsv:
+      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services, spec.output_format));
+    case BatchFormat::kFiles:
+      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec.model, services, spec.output_format));
+    case BatchFormat::kOip:
+      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services, spec.output_format));
+    case BatchFormat::kOpenAi:
+      break;
+  }
+  return InvalidArgument("unknown batch format");
+}
+
+}  // namespace
+
 Result<std::unique_ptr<RecordExecutor>> MakeRecordExecutor(const BatchSpec& spec, const std::string& batch_id,
                                                            const BatchServices& services) {
+  if (spec.format != BatchFormat::kOpenAi) {
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordExecutor> executor, MakeTensorExecutor(spec, services));
+    if (spec.publish_table.empty()) return executor;
+    if (services.tables == nullptr) return InvalidArgument("this command has no precomputed tables: 'publish' is off");
+    return std::unique_ptr<RecordExecutor>(new PublishingExecutor(std::move(executor), services.tables));
+  }
   switch (spec.format) {
     case BatchFormat::kOpenAi:
       if (services.completions == nullptr) return InvalidArgument("this server has no language models");

@@ -51,10 +51,13 @@ Result<CsvColumnMap> MapCsvColumns(const ModelConfig& config, const std::vector<
 Result<InferRequest> CsvRowToRequest(const CsvColumnMap& map, const std::vector<std::string>& fields,
                                      const std::string& key);
 
+class TableService;
+
 struct BatchServices {
   InferenceService* inference = nullptr;
   CompletionService* completions = nullptr;  // null: no language models
   ModelManager* manager = nullptr;
+  TableService* tables = nullptr;            // null: a batch's `publish` is refused
 };
 
 // The executor for one batch. kNotFound for an unknown model, kInvalidArgument for a format that does

@@ -58,6 +58,28 @@ Status SetFormat(std::string_view name, BatchSpec* spec, bool* given) {
   return Status::Ok();
 }
 
+// `"publish": {"table": "T"}` (and `"key": "id"`, the only key a batch's records have).
+Status ParsePublish(simdjson::dom::element value, BatchSpec* spec) {
+  simdjson::dom::object object;
+  if (value.get_object().get(object)) return InvalidArgument("'publish' must be an object {\"table\": ...}");
+  for (simdjson::dom::key_value_pair field : object) {
+    std::string_view text;
+    if (field.value.get_string().get(text)) {
+      return InvalidArgument(fmt::format("'publish.{}' must be a string", std::string(field.key).substr(0, 32)));
+    }
+    if (field.key == "table") {
+      FERRY_RETURN_IF_ERROR(CheckTableName(text).WithContext("publish.table"));
+      spec->publish_table = std::string(text);
+    } else if (field.key == "key") {
+      if (text != "id") return InvalidArgument("'publish.key' must be \"id\": a table is keyed by the records' ids");
+    } else {
+      return InvalidArgument(fmt::format("unknown key 'publish.{}'", std::string(field.key).substr(0, 32)));
+    }
+  }
+  if (spec->publish_table.empty()) return InvalidArgument("'publish' needs a 'table'");
+  return Status::Ok();
+}
+
 Status SetOutputFormat(std::string_view name, BatchSpec* spec, bool* given) {
   if (name != "jsonl" && name != "csv") return InvalidArgument(fmt::format("output_format must be jsonl or csv, not '{}'", name));
   spec->output_format = name == "csv" ? BatchOutputFormat::kCsv : BatchOutputFormat::kJsonl;
@@ -124,6 +146,7 @@ std::string BatchObjectJson(const Batch& b) {
   w.Key("metadata").Raw(b.spec.metadata_json.empty() ? "null" : b.spec.metadata_json);
   w.Key("model").String(b.spec.model).Key("format").String(BatchFormatName(b.spec.format));
   w.Key("output_format").String(b.spec.output_format == BatchOutputFormat::kCsv ? "csv" : "jsonl");
+  if (!b.spec.publish_table.empty()) w.Key("publish").BeginObject().Key("table").String(b.spec.publish_table).EndObject();
   if (b.spec.input_file_id.empty()) w.Key("input").String(b.spec.input_path);
   w.Key("output").String(b.spec.output_path).Key("errors_output").String(b.spec.errors_path);
   w.Key("priority").Int(b.spec.priority).Key("records_done").Int(b.progress.records_done);
@@ -306,6 +329,8 @@ Result<BatchService::Parsed> BatchService::ParseCreate(std::string_view body) {
       if (p.spec.metadata_json.size() > 16 * 1024) return InvalidArgument("'metadata' is over 16 KiB");
     } else if (key == "priority") {
       if (value.get_int64().get(p.spec.priority)) return InvalidArgument("'priority' must be an integer");
+    } else if (key == "publish") {
+      FERRY_RETURN_IF_ERROR(ParsePublish(value, &p.spec));
     } else {
       return InvalidArgument(fmt::format("unknown key '{}'", std::string(key).substr(0, 64)));
     }
@@ -339,10 +364,16 @@ Status BatchService::CheckKinds(Parsed& p) {
   if (p.spec.format == BatchFormat::kOpenAi && p.spec.output_format != BatchOutputFormat::kJsonl) {
     return InvalidArgument("an openai batch writes JSONL (OpenAI's batch output lines)");
   }
+  if (!p.spec.publish_table.empty()) {
+    if (p.spec.format == BatchFormat::kOpenAi) return InvalidArgument("'publish' is for tensor batches, not openai ones");
+  }
   return Status::Ok();
 }
 
 Status BatchService::CheckModel(const BatchSpec& spec) {
+  if (!spec.publish_table.empty() && services_.tables == nullptr) {
+    return InvalidArgument("this server has no precomputed tables: 'publish' is off");
+  }
   if (spec.format == BatchFormat::kOpenAi) {
     if (services_.completions == nullptr) return InvalidArgument("this server has no language models");
     const TextApi api = spec.endpoint == kCompletionsEndpoint ? TextApi::kCompletions : TextApi::kChat;
@@ -393,6 +424,10 @@ Result<BatchService::Parsed> BatchService::ParsedFromTemplate(const BatchTemplat
   p.output = t.output;
   if (!t.format.empty()) FERRY_RETURN_IF_ERROR(SetFormat(t.format, &p.spec, &p.has_format));
   if (!t.output_format.empty()) FERRY_RETURN_IF_ERROR(SetOutputFormat(t.output_format, &p.spec, &p.has_output_format));
+  if (!t.publish_table.empty()) {
+    FERRY_RETURN_IF_ERROR(CheckTableName(t.publish_table).WithContext("publish_table"));
+    p.spec.publish_table = t.publish_table;
+  }
   FERRY_RETURN_IF_ERROR(CheckKinds(p));
   return p;
 }

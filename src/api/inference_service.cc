@@ -122,6 +122,28 @@ Status InferenceService::Validate(std::string_view model, std::optional<int64_t>
   return Status::Ok();
 }
 
+InferResponse BuildInferResponse(const ModelConfig& config, int64_t version, const InferRequest& request,
+                                 std::vector<Tensor> outputs) {
+  InferResponse response;
+  response.model_name = config.name;
+  response.model_version = std::to_string(version);
+  response.id = request.id;
+  if (request.outputs.empty()) {
+    response.outputs = std::move(outputs);
+    response.binary_outputs.assign(response.outputs.size(), request.binary_data_output);
+    return response;
+  }
+  for (const RequestedOutput& wanted : request.outputs) {
+    for (Tensor& produced : outputs) {
+      if (produced.name == wanted.name) {
+        response.outputs.push_back(produced);
+        response.binary_outputs.push_back(wanted.binary_data.value_or(request.binary_data_output));
+      }
+    }
+  }
+  return response;
+}
+
 void InferenceService::Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
                              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority) {
   const SteadyTime start = std::chrono::steady_clock::now();
@@ -132,79 +154,69 @@ void InferenceService::Infer(std::string_view model, std::optional<int64_t> vers
   if (Status outputs = CheckRequestedOutputs(config, request, model); !outputs.ok()) return done(outputs);
   Result<int64_t> batch = ValidateAndOrderInputs(config, &request.inputs);
   if (!batch.ok()) return done(batch.status());
-  if (const InputTransform* transform = (*handle)->transform()) {
+  const bool hybrid = config.precomputed.has_value() || config.response_cache;
+  auto live = std::make_shared<Live>(Live{std::move(handle).value(), version, std::string(model), std::move(request),
+                                          *batch, std::move(cancel), std::move(done), priority, start});
+  if (hybrid) return InferHybrid(std::move(live));
+  RunLive(std::move(live));
+}
+
+void InferenceService::RunLive(std::shared_ptr<Live> live) {
+  ModelHandle handle = live->handle;
+  const ModelConfig& config = handle->config();
+  InferRequest& request = live->request;
+  if (const InputTransform* transform = handle->transform()) {
     // On the caller's thread, per request: a frame that cannot be decoded fails alone, not a batch.
-    Result<std::vector<Tensor>> transformed = transform->Apply(std::move(request.inputs), *batch);
-    if (!transformed.ok()) return done(transformed.status());
+    Result<std::vector<Tensor>> transformed = transform->Apply(std::move(request.inputs), live->batch);
+    if (!transformed.ok()) return live->done(transformed.status());
     request.inputs = std::move(transformed).value();
   }
   Result<std::optional<int64_t>> timeout_us = RequestTimeoutUs(request.parameters);
-  if (!timeout_us.ok()) return done(timeout_us.status());
+  if (!timeout_us.ok()) return live->done(timeout_us.status());
   const int64_t effective_timeout = timeout_us->value_or(config.default_timeout_us);
 
-  struct Shared {
-    InferRequest request;
-    InferDone done;
-  };
-  auto shared = std::make_shared<Shared>(Shared{std::move(request), std::move(done)});
-
   InferenceTask task;
-  task.inputs = std::move(shared->request.inputs);
-  task.batch_size = *batch;
-  task.priority = priority;
-  task.cancel = std::move(cancel);
-  if (effective_timeout > 0) task.deadline = start + Micros(effective_timeout);
+  task.inputs = std::move(request.inputs);
+  task.batch_size = live->batch;
+  task.priority = live->priority;
+  task.cancel = live->cancel;
+  if (effective_timeout > 0) task.deadline = live->start + Micros(effective_timeout);
 
   for (int attempt = 0; attempt < 3; ++attempt) {
-    ModelHandle servable = *handle;
-    ModelMetrics& metrics = metrics_->For(std::string(model), std::to_string(servable->version()));
-    task.on_complete = [shared, servable, &metrics, start, rows = *batch](Result<std::vector<Tensor>> outputs, const TaskTimings& t) {
+    ModelHandle servable = handle;
+    ModelMetrics& metrics = metrics_->For(live->model, std::to_string(servable->version()));
+    task.on_complete = [live, servable, &metrics](Result<std::vector<Tensor>> outputs, const TaskTimings& t) {
       metrics.queue_us->Observe(static_cast<double>(t.queue_us));
       if (!outputs.ok()) {
         metrics.failure->Increment();
-        return shared->done(outputs.status());
+        return live->done(outputs.status());
       }
-      InferResponse response;
-      response.model_name = servable->config().name;
-      response.model_version = std::to_string(servable->version());
-      response.id = std::move(shared->request.id);
-      const InferRequest& req = shared->request;
-      if (req.outputs.empty()) {
-        response.outputs = std::move(outputs).value();
-        response.binary_outputs.assign(response.outputs.size(), req.binary_data_output);
-      } else {
-        for (const RequestedOutput& wanted : req.outputs) {
-          for (Tensor& produced : *outputs) {
-            if (produced.name == wanted.name) {
-              response.outputs.push_back(produced);
-              response.binary_outputs.push_back(wanted.binary_data.value_or(req.binary_data_output));
-            }
-          }
-        }
-      }
+      InferResponse response = BuildInferResponse(servable->config(), servable->version(), live->request,
+                                                  std::move(outputs).value());
+      const int64_t rows = live->batch;
       metrics.success->Increment();
       metrics.inference_count->Increment(static_cast<double>(rows));
       // Each task owns rows/batch of its execution, so the counter sums to one per backend run.
       if (t.batch_size > 0) metrics.execution_count->Increment(static_cast<double>(rows) / t.batch_size);
       metrics.compute_us->Observe(static_cast<double>(t.compute_us));
       metrics.batch_size->Observe(static_cast<double>(t.batch_size));
-      metrics.request_us->Observe(static_cast<double>(MicrosSince(start)));
-      shared->done(std::move(response));
+      metrics.request_us->Observe(static_cast<double>(MicrosSince(live->start)));
+      live->done(std::move(response));
     };
     Status submitted = servable->scheduler().Submit(std::move(task));
     if (submitted.ok()) return;
     // A version swapped out between Get and Submit: the new one takes the request.
     if (submitted.code() == StatusCode::kUnavailable && servable->retired()) {
-      Result<ModelHandle> fresh = manager_->Get(model, version);
+      Result<ModelHandle> fresh = manager_->Get(live->model, live->version);
       if (fresh.ok() && *fresh != servable) {
-        handle = std::move(fresh);
+        handle = std::move(fresh).value();
         continue;
       }
     }
     metrics.failure->Increment();
-    return shared->done(submitted);
+    return live->done(submitted);
   }
-  shared->done(Unavailable(fmt::format("model '{}' is being reloaded", model)));
+  live->done(Unavailable(fmt::format("model '{}' is being reloaded", live->model)));
 }
 
 Result<ImageInput> InferenceService::ImageInputOf(std::string_view model) const {
@@ -243,6 +255,7 @@ Result<std::string> InferenceService::ModelConfigJson(std::string_view model, st
 }
 
 void InferenceService::UpdateGauges() const {
+  UpdateHybridGauges();
   for (const ModelHandle& h : manager_->ReadyHandles()) {
     metrics_->For(h->config().name, std::to_string(h->version()))
         .queue_depth->Set(static_cast<double>(h->scheduler().QueueDepth()));

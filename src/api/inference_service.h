@@ -8,6 +8,9 @@
 #include <string>
 
 #include "common/cancel_token.h"
+#include "common/clock.h"
+#include "hybrid/response_cache.h"
+#include "hybrid/table_store.h"
 #include "lifecycle/model_manager.h"
 #include "metrics/serving_metrics.h"
 #include "tensor/infer_message.h"
@@ -29,6 +32,19 @@ class InferenceService {
 
   InferenceService(ModelManager* manager, ServingMetrics* metrics) : manager_(manager), metrics_(metrics) {}
 
+  // Hybrid serving (api/hybrid_answers.cc): a model whose config names a precomputed table is first
+  // looked up there when the request carries parameters.key (a fresh entry answers; a miss or a stale
+  // one goes to the model, and is written back when the config asks); a model with response_cache
+  // set is answered from `cache` when the same request was answered before, and identical requests in
+  // flight share one run. Every answer of such a model says where it came from in its parameters
+  // (`ferry_source`: precomputed, cache or live; `ferry_age_s` for a table's). Either may be null.
+  struct Hybrid {
+    TableStore* tables = nullptr;
+    ResponseCache* cache = nullptr;
+    const WallClock* wall_clock = &WallClock::Real();
+  };
+  void SetHybrid(Hybrid hybrid) { hybrid_ = hybrid; }
+
   // Calls `done` exactly once: inline for requests refused up front, else on an executor thread.
   // Job work passes Priority::kJob: it runs only while no online request waits for the model.
   void Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
@@ -44,13 +60,38 @@ class InferenceService {
   Result<std::string> ModelMetadataJson(std::string_view model, std::optional<int64_t> version) const;
   // GET /v2/models/{m}[/versions/{v}]/config: Triton's JSON model configuration.
   Result<std::string> ModelConfigJson(std::string_view model, std::optional<int64_t> version) const;
-  // Refreshes queue-depth gauges before a scrape.
+  // Refreshes queue-depth gauges (and the tables' and cache's) before a scrape.
   void UpdateGauges() const;
 
  private:
+  // One request on its way to an answer.
+  struct Live {
+    ModelHandle handle;
+    std::optional<int64_t> version;  // as the caller named it
+    std::string model;
+    InferRequest request;            // inputs validated and in config order
+    int64_t batch = 1;
+    std::shared_ptr<CancelToken> cancel;
+    InferDone done;
+    Priority priority = Priority::kOnline;
+    SteadyTime start;
+  };
+  // Pre-processing, the deadline and the scheduler: the model answers.
+  void RunLive(std::shared_ptr<Live> live);
+  void InferHybrid(std::shared_ptr<Live> live);
+  bool AnswerFromTable(const std::shared_ptr<Live>& live, const std::string& key);
+  void AnswerThroughCache(std::shared_ptr<Live> live);
+  void UpdateHybridGauges() const;
+
   ModelManager* manager_;
   ServingMetrics* metrics_;
+  Hybrid hybrid_;
 };
+
+// The response a model's outputs make for `request`: the outputs it asked for, in its order, with
+// their binary flags.
+InferResponse BuildInferResponse(const ModelConfig& config, int64_t version, const InferRequest& request,
+                                 std::vector<Tensor> outputs);
 
 // Checks the request against the config and puts inputs in config order. Returns the batch size
 // (1 for models without a batch dimension). Exposed for tests.

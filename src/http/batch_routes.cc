@@ -82,7 +82,8 @@ Result<std::string> Upload(BatchService* batches, const HttpRequest& request, Sp
 
 bool ServingRouter::IsBatchRoute(const std::vector<std::string_view>& parts) {
   return parts.size() >= 2 && parts[0] == "v1" &&
-         (parts[1] == "files" || parts[1] == "batches" || parts[1] == "schedules" || parts[1] == "triggers");
+         (parts[1] == "files" || parts[1] == "batches" || parts[1] == "schedules" || parts[1] == "triggers" ||
+          parts[1] == "tables");
 }
 
 std::string ServingRouter::SpoolFolder(std::string_view method, std::string_view path) const {
@@ -93,6 +94,7 @@ std::string ServingRouter::SpoolFolder(std::string_view method, std::string_view
 void ServingRouter::HandleBatchRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
                                      std::vector<std::string_view>& parts, HttpResponder& respond) {
   if (parts[1] == "schedules" || parts[1] == "triggers") return HandleScheduleRoute(request, parts, respond);
+  if (parts[1] == "tables") return HandleTableRoute(request, parts, respond);
   if (batches_ == nullptr) return respond(JsonResponse(404, EncodeErrorJson("batches are off on this server")));
   const std::string& method = request.method;
   const bool files = parts[1] == "files";
@@ -176,6 +178,50 @@ void ServingRouter::HandleScheduleRoute(const HttpRequest& request, std::vector<
     work = [this, name] { return FromResult(schedules_->Delete(name)); };
   } else {
     return respond(MethodNotAllowed("GET, DELETE"));
+  }
+  HttpResponder shared = respond;
+  if (!batch_pool_.Post([work = std::move(work), shared] { shared(work()); })) {
+    respond(ErrorResponse(Unavailable("too many batch requests in progress")));
+  }
+}
+
+void ServingRouter::HandleTableRoute(const HttpRequest& request, std::vector<std::string_view>& parts,
+                                     HttpResponder& respond) {
+  // /v1/tables, /v1/tables/{name}, /v1/tables/{name}/entries/{key}
+  if (tables_ == nullptr) return respond(JsonResponse(404, EncodeErrorJson("precomputed tables are off on this server")));
+  const bool entry = parts.size() == 5 && parts[3] == "entries";
+  if (parts.size() > 3 && !entry) return respond(JsonResponse(404, EncodeErrorJson("not found")));
+  const std::string name = parts.size() >= 3 ? std::string(parts[2]) : std::string();
+  const std::string& method = request.method;
+  std::function<HttpResponse()> work;
+  if (entry) {
+    if (method != "GET") return respond(MethodNotAllowed("GET"));
+    work = [this, name, key = std::string(parts[4])] { return FromResult(tables_->EntryJson(name, key)); };
+  } else if (name.empty()) {
+    if (method != "GET") return respond(MethodNotAllowed("GET"));
+    work = [this] { return FromResult(tables_->ListJson()); };
+  } else if (method == "GET") {
+    work = [this, name] { return FromResult(tables_->GetJson(name)); };
+  } else if (method == "PUT" || method == "DELETE") {
+    if (Status auth = admin_->CheckAdmin(request.Header("authorization")); !auth.ok()) return respond(ErrorResponse(auth));
+    if (method == "DELETE") {
+      work = [this, name] { return FromResult(tables_->Drop(name)); };
+    } else {
+      TablePublishRequest publish;
+      publish.table = name;
+      publish.model = std::string(QueryParam(request.target, "model").value_or(""));
+      publish.version = std::string(QueryParam(request.target, "version").value_or(""));
+      const std::string format(QueryParam(request.target, "format").value_or(""));
+      const std::string* type = request.Header("content-type");
+      const bool csv = format == "csv" || (format.empty() && type != nullptr && type->starts_with("text/csv"));
+      if (!format.empty() && format != "csv" && format != "jsonl") {
+        return respond(ErrorResponse(InvalidArgument("format must be jsonl or csv")));
+      }
+      publish.format = csv ? TableFileFormat::kCsv : TableFileFormat::kJsonl;
+      work = [this, publish, body = request.body] { return FromResult(tables_->Publish(publish, *body)); };
+    }
+  } else {
+    return respond(MethodNotAllowed("GET, PUT, DELETE"));
   }
   HttpResponder shared = respond;
   if (!batch_pool_.Post([work = std::move(work), shared] { shared(work()); })) {

@@ -90,6 +90,7 @@ size_t ServingRouter::BodyLimit(std::string_view method, std::string_view path) 
   }
   if (IsTextGenerationPost(method, path)) return options_.max_text_body_bytes;
   if (method == "POST" && path == "/v1/files" && batches_ != nullptr) return options_.max_upload_bytes;
+  if (method == "PUT" && path.starts_with("/v1/tables/")) return options_.max_infer_body_bytes;
   return options_.max_other_body_bytes;
 }
 
@@ -217,6 +218,10 @@ void ServingRouter::Infer(HttpRequest&& request, std::string_view model, std::op
   }
   Result<InferRequest> decoded = DecodeInferRequest(request.body, json_size);
   if (!decoded.ok()) return respond(ErrorResponse(decoded.status()));
+  if (const std::string* cache_control = request.Header("cache-control")) {
+    decoded->cache_bypass = cache_control->find("no-cache") != std::string::npos ||
+                            cache_control->find("no-store") != std::string::npos;
+  }
 
   HttpResponder done = std::move(respond);
   inference_->Infer(model, version, std::move(decoded).value(), std::move(cancel),
@@ -224,6 +229,10 @@ void ServingRouter::Infer(HttpRequest&& request, std::string_view model, std::op
                       if (!result.ok()) return done(ErrorResponse(result.status()));
                       EncodedResponse encoded = EncodeInferResponse(*result);
                       HttpResponse r;
+                      auto source = result->parameters.find("ferry_source");
+                      const std::string* name =
+                          source == result->parameters.end() ? nullptr : std::get_if<std::string>(&source->second);
+                      r.headers.emplace_back("x-ferry-source", name != nullptr ? *name : "live");
                       if (encoded.body.size() > encoded.json_size) {
                         r.content_type = "application/octet-stream";
                         r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(encoded.json_size));

@@ -9,6 +9,7 @@
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
 #include "api/schedule_service.h"
+#include "api/table_service.h"
 #include "common/thread_pool.h"
 #include "http/http_types.h"
 #include "metrics/serving_metrics.h"
@@ -32,6 +33,8 @@ class ServingRouter final : public HttpHandler {
   ~ServingRouter() override;
   // /v1/schedules and /v1/triggers answer 404 without it.
   void set_schedules(ScheduleService* schedules) { schedules_ = schedules; }
+  // /v1/tables answers 404 without it.
+  void set_tables(TableService* tables) { tables_ = tables; }
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override;
   std::string SpoolFolder(std::string_view method, std::string_view path) const override;
@@ -57,6 +60,8 @@ class ServingRouter final : public HttpHandler {
   // /v1/files..., /v1/batches... (batch_routes.cc).
   static bool IsBatchRoute(const std::vector<std::string_view>& parts);
   void HandleScheduleRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
+  // /v1/tables... (batch_routes.cc): publishes and drops need the admin key.
+  void HandleTableRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   void HandleBatchRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
                         std::vector<std::string_view>& parts, HttpResponder& respond);
   void StreamBatchEvents(const std::string& id, std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
@@ -82,6 +87,7 @@ class ServingRouter final : public HttpHandler {
   CompletionService* completions_;
   BatchService* batches_;
   ScheduleService* schedules_ = nullptr;
+  TableService* tables_ = nullptr;
   // Management calls block until a model settles: never on an I/O thread.
   ThreadPool admin_pool_{1, 16};
   // Job calls wait for store commits and long-polls: never on an I/O thread. A full queue answers 503.

@@ -58,6 +58,9 @@ struct BatchSpec {
   std::string metadata_json = "{}";  // the client's metadata object, kept as sent
   std::string completion_window = "24h";
   int64_t priority = 0;         // higher first among batches
+  // A precomputed table the output is published into when the batch completes (keys: the records'
+  // ids); empty for none. Tensor formats only.
+  std::string publish_table;
 };
 
 // How far a batch has come: what its last checkpoint committed. Records are written in input order, so

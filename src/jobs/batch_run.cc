@@ -357,6 +357,13 @@ Result<BatchRunResult> Runner::Finish(BatchState final_state) {
   }
   FERRY_RETURN_IF_ERROR(Publish(batch_.spec.output_path));
   FERRY_RETURN_IF_ERROR(Publish(batch_.spec.errors_path));
+  if (final_state == BatchState::kCompleted) {
+    if (Status s = executor_->Finalize(batch_); !s.ok()) {
+      if (s.code() == StatusCode::kUnavailable) return s;
+      FERRY_RETURN_IF_ERROR(Fail(s));
+      return Outcome(BatchState::kFailed);
+    }
+  }
   FERRY_RETURN_IF_ERROR(store_->Finish(batch_.id, owner_, final_state, FileRecord(batch_.spec.output_path),
                                        FileRecord(batch_.spec.errors_path)));
   return Outcome(final_state);

@@ -45,6 +45,10 @@ class RecordExecutor {
                    std::function<void(RecordOutcome)> done) = 0;
   // The errors-file line of a record that failed before it ran (it could not be read).
   virtual std::string ErrorLine(const BatchRecord& record, const Status& error) = 0;
+  // Runs once every record is written and the output has its final name, before the batch is
+  // committed completed (again after a crash in between: it must be idempotent). kUnavailable leaves
+  // the batch finalizing, to be tried again; another error fails it.
+  virtual Status Finalize(const Batch& batch) { return Status::Ok(); }
 };
 
 struct BatchRunOptions {

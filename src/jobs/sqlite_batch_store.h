@@ -45,6 +45,7 @@ class SqliteBatchStore final : public BatchStore {
  private:
   explicit SqliteBatchStore(SqliteBatchStoreOptions options) : options_(std::move(options)) {}
   Result<std::optional<Batch>> GetLocked(const std::string& id);
+  Status AddMissingColumns();
   // Runs `body` in one transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on error).
   Status InTransaction(const std::function<Status()>& body);
   Status CheckOwnerLocked(const std::string& id, const std::string& owner, BatchState* state);

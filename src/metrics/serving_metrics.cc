@@ -78,6 +78,27 @@ ServingMetrics::ServingMetrics()
       trigger_files_(prometheus::BuildCounter().Name("ferry_trigger_files_total")
                          .Help("Trigger entries by outcome (seen, started, refused, completed, failed)")
                          .Register(*registry_)),
+      precomputed_lookups_(prometheus::BuildCounter().Name("ferry_precomputed_lookups_total")
+                               .Help("Precomputed-table lookups by model, table and outcome (hit, miss, stale_age, "
+                                     "stale_version, error)")
+                               .Register(*registry_)),
+      cache_lookups_(prometheus::BuildCounter().Name("ferry_response_cache_lookups_total")
+                         .Help("Response-cache lookups by model and outcome (hit, miss, joined, bypass)")
+                         .Register(*registry_)),
+      table_entries_(prometheus::BuildGauge().Name("ferry_precomputed_table_entries")
+                         .Help("Entries in each precomputed table's current generation")
+                         .Register(*registry_)),
+      table_age_(prometheus::BuildGauge().Name("ferry_precomputed_table_age_seconds")
+                     .Help("Seconds since each precomputed table was published")
+                     .Register(*registry_)),
+      hybrid_memory_(prometheus::BuildGauge().Name("ferry_hybrid_memory")
+                         .Help("What the precomputed tables' and the response cache's memory holds (what: bytes, "
+                               "entries)")
+                         .Register(*registry_)),
+      hybrid_events_(prometheus::BuildGauge().Name("ferry_hybrid_events")
+                         .Help("Counts since start: evictions from the table memory and the response cache, "
+                               "write-backs written and dropped")
+                         .Register(*registry_)),
       webhook_deliveries_(prometheus::BuildCounter().Name("ferry_webhook_deliveries_total")
                               .Help("Webhook delivery attempts by outcome (delivered, retry, failed, disabled)")
                               .Register(*registry_)),
@@ -184,6 +205,35 @@ void ServingMetrics::SetScheduleNextRun(const std::string& schedule, double unix
 void ServingMetrics::CountTriggerFile(const std::string& trigger, const std::string& outcome) {
   std::lock_guard lock(mu_);
   trigger_files_.Add({{"trigger", trigger}, {"outcome", outcome}}).Increment();
+}
+
+void ServingMetrics::CountPrecomputedLookup(const std::string& model, const std::string& table,
+                                            const std::string& outcome) {
+  std::lock_guard lock(mu_);
+  precomputed_lookups_.Add({{"model", model}, {"table", table}, {"outcome", outcome}}).Increment();
+}
+
+void ServingMetrics::CountCacheLookup(const std::string& model, const std::string& outcome) {
+  std::lock_guard lock(mu_);
+  cache_lookups_.Add({{"model", model}, {"outcome", outcome}}).Increment();
+}
+
+void ServingMetrics::SetTable(const std::string& table, double entries, double age_seconds) {
+  std::lock_guard lock(mu_);
+  table_entries_.Add({{"table", table}}).Set(entries);
+  table_age_.Add({{"table", table}}).Set(age_seconds);
+}
+
+void ServingMetrics::SetHybridMemory(const HybridMemory& m) {
+  std::lock_guard lock(mu_);
+  hybrid_memory_.Add({{"store", "tables"}, {"what", "bytes"}}).Set(m.table_bytes);
+  hybrid_memory_.Add({{"store", "tables"}, {"what", "entries"}}).Set(m.table_entries);
+  hybrid_memory_.Add({{"store", "response_cache"}, {"what", "bytes"}}).Set(m.cache_bytes);
+  hybrid_memory_.Add({{"store", "response_cache"}, {"what", "entries"}}).Set(m.cache_entries);
+  hybrid_events_.Add({{"event", "table_evictions"}}).Set(m.table_evictions);
+  hybrid_events_.Add({{"event", "cache_evictions"}}).Set(m.cache_evictions);
+  hybrid_events_.Add({{"event", "write_backs"}}).Set(m.write_backs);
+  hybrid_events_.Add({{"event", "write_backs_dropped"}}).Set(m.write_backs_dropped);
 }
 
 void ServingMetrics::ObserveWebhookAttempt(const std::string& outcome, double seconds) {

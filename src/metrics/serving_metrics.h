@@ -69,6 +69,17 @@ class ServingMetrics {
   void CountTriggerFile(const std::string& trigger, const std::string& outcome);
   // One webhook delivery attempt: "delivered", "retry", "failed" or "disabled".
   void ObserveWebhookAttempt(const std::string& outcome, double seconds);
+  // Hybrid serving: precomputed-table lookups by outcome ("hit", "miss", "stale_age", "stale_version",
+  // "error"), response-cache lookups by outcome ("hit", "miss", "joined", "bypass"), each table's
+  // entries and age, and the memory both hold in front of their stores.
+  void CountPrecomputedLookup(const std::string& model, const std::string& table, const std::string& outcome);
+  void CountCacheLookup(const std::string& model, const std::string& outcome);
+  void SetTable(const std::string& table, double entries, double age_seconds);
+  struct HybridMemory {
+    double table_bytes = 0, table_entries = 0, table_evictions = 0, write_backs = 0, write_backs_dropped = 0;
+    double cache_bytes = 0, cache_entries = 0, cache_evictions = 0;
+  };
+  void SetHybridMemory(const HybridMemory& m);
   LanguageModelMetrics& ForLanguageModel(const std::string& model);
   void CountFinishedGeneration(const std::string& model, const std::string& finish_reason);
   // The Prometheus text exposition format.
@@ -99,6 +110,12 @@ class ServingMetrics {
   prometheus::Family<prometheus::Counter>& schedule_slots_;
   prometheus::Family<prometheus::Gauge>& schedule_next_run_;
   prometheus::Family<prometheus::Counter>& trigger_files_;
+  prometheus::Family<prometheus::Counter>& precomputed_lookups_;
+  prometheus::Family<prometheus::Counter>& cache_lookups_;
+  prometheus::Family<prometheus::Gauge>& table_entries_;
+  prometheus::Family<prometheus::Gauge>& table_age_;
+  prometheus::Family<prometheus::Gauge>& hybrid_memory_;
+  prometheus::Family<prometheus::Gauge>& hybrid_events_;
   prometheus::Family<prometheus::Counter>& webhook_deliveries_;
   prometheus::Family<prometheus::Histogram>& webhook_attempt_;
   prometheus::Family<prometheus::Histogram>& llm_ttft_;

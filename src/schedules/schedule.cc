@@ -11,7 +11,8 @@
 namespace ferry {
 namespace {
 
-constexpr std::string_view kBatchKeys[] = {"model", "endpoint", "format", "output", "output_format", "priority"};
+constexpr std::string_view kBatchKeys[] = {"model", "endpoint", "format", "output", "output_format", "publish_table",
+                                           "priority"};
 
 bool IsBatchKey(std::string_view key) {
   for (std::string_view k : kBatchKeys) {
@@ -83,7 +84,8 @@ Status CheckPath(std::string_view key, std::string_view pattern, bool file_names
 Result<BatchTemplate> ParseBatch(const DefinitionFields& fields) {
   BatchTemplate b;
   for (auto [key, out] : {std::pair{"model", &b.model}, {"endpoint", &b.endpoint}, {"format", &b.format},
-                          {"output", &b.output}, {"output_format", &b.output_format}}) {
+                          {"output", &b.output}, {"output_format", &b.output_format},
+                          {"publish_table", &b.publish_table}}) {
     if (const std::string* v = Find(fields, key)) *out = *v;
   }
   if (const std::string* v = Find(fields, "priority")) {

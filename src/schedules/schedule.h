@@ -10,6 +10,7 @@
 //   input: feedback/{date}/*.csv   # under the batch input root; a glob runs one batch per file
 //   output: sentiment/{date}-{stem}.csv   # under the batch output root; default: the data folder
 //   format: csv                    # oip | csv | files | openai; default: from the input
+//   publish_table: user_recs       # publish each completed output as this precomputed table
 //   missed: skip                   # a slot missed while down or late past `grace_seconds`: skip | run_once
 //   overlap: skip                  # a slot while the last run's batches still run: skip | allow
 //
@@ -43,6 +44,7 @@ struct BatchTemplate {
   std::string input;          // schedules: a path or glob under the input root
   std::string output;         // under the output root; empty: the data folder
   std::string output_format;  // empty: from the output's name
+  std::string publish_table;  // a precomputed table the output is published into; empty: none
   int64_t priority = 0;
 };
 

@@ -10,6 +10,7 @@
 
 #include "server/batch_command.h"
 #include "server/cron_command.h"
+#include "server/precompute_command.h"
 #include "server/server.h"
 
 namespace ferry {
@@ -45,6 +46,8 @@ struct ServeFlags {
   int64_t batch_checkpoint_records = 2000;
   double batch_checkpoint_secs = 2;
   double trigger_rescan_secs = 30;
+  size_t table_memory_mb = 64;
+  size_t response_cache_mb = 64;
   bool verbose = false;
 };
 
@@ -78,6 +81,8 @@ int Serve(const ServeFlags& f) {
   options.webhook_backoff = std::chrono::milliseconds(f.webhook_backoff_ms);
   options.webhook_max_attempts = f.webhook_max_attempts;
   options.batch_input_root = f.batch_input_root;
+  options.table_memory_bytes = f.table_memory_mb << 20;
+  options.response_cache_bytes = f.response_cache_mb << 20;
   options.batch_output_root = f.batch_output_root;
   options.batch_concurrency = f.batch_concurrency;
   options.batch_checkpoint_records = f.batch_checkpoint_records;
@@ -244,6 +249,14 @@ int RunCli(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{30}))
       ->capture_default_str();
   AddBatchFlags(serve, f);
+  serve->add_option("--table-memory-mb", f.table_memory_mb,
+                    "Memory for precomputed-table entries in front of tables.db (least recently used go first)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  serve->add_option("--response-cache-mb", f.response_cache_mb,
+                    "Budget of the response cache of models with response_cache: true; 0 turns it off")
+      ->check(CLI::Range(size_t{0}, size_t{1} << 20))
+      ->capture_default_str();
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 
@@ -253,6 +266,7 @@ int RunCli(int argc, char** argv) {
   models->callback([&] { throw CLI::RuntimeError(ListModels(models_root)); });
   AddBatchCommand(app);
   AddCronCommand(app);
+  AddPrecomputeCommand(app);
 
   if (argc <= 1) {  // a bare `ferry` shows what it can do rather than only that something is missing
     std::cout << app.help();

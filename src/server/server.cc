@@ -88,6 +88,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->completions_ = std::make_unique<CompletionService>(s->manager_.get());
   s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
                                              s->repository_.get());
+  FERRY_RETURN_IF_ERROR(s->BuildHybrid());
   if (s->options_.jobs_enabled) {
     FERRY_RETURN_IF_ERROR(s->BuildJobs());
     FERRY_RETURN_IF_ERROR(s->BuildBatches());
@@ -98,8 +99,22 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                                s->metrics_.get(), s->jobs_.get(), s->completions_.get(),
                                                s->batches_.get());
   s->router_->set_schedules(s->schedules_.get());
+  s->router_->set_tables(s->tables_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
+}
+
+Status Server::BuildHybrid() {
+  SqliteTableStoreOptions table_options;
+  table_options.memory_budget_bytes = options_.table_memory_bytes;
+  Result<std::unique_ptr<SqliteTableStore>> store = SqliteTableStore::Open(options_.data_dir / "tables.db", table_options);
+  if (!store.ok()) return store.status().WithContext("opening the table store (--data-dir)");
+  table_store_ = std::move(store).value();
+  if (options_.response_cache_bytes > 0) response_cache_ = std::make_unique<ResponseCache>(options_.response_cache_bytes);
+  tables_ = std::make_unique<TableService>(table_store_.get(), manager_.get(), options_.data_dir / "uploads",
+                                           &WallClock::Real());
+  inference_->SetHybrid(InferenceService::Hybrid{table_store_.get(), response_cache_.get(), &WallClock::Real()});
+  return Status::Ok();
 }
 
 Status Server::BuildJobs() {
@@ -189,7 +204,7 @@ Status Server::BuildBatches() {
   service_options.output_root = options_.batch_output_root;
   service_options.max_file_bytes = static_cast<int64_t>(options_.router.max_upload_bytes);
   batches_ = std::make_unique<BatchService>(
-      batch_store_.get(), BatchServices{inference_.get(), completions_.get(), manager_.get()}, service_options);
+      batch_store_.get(), BatchServices{inference_.get(), completions_.get(), manager_.get(), tables_.get()}, service_options);
   BatchSchedulerOptions scheduler_options;
   scheduler_options.concurrency = options_.batch_concurrency;
   scheduler_options.run.checkpoint_every_records = options_.batch_checkpoint_records;

@@ -22,6 +22,9 @@
 #include "lifecycle/backend_servable_factory.h"
 #include "lifecycle/model_manager.h"
 #include "lifecycle/repository_watcher.h"
+#include "api/table_service.h"
+#include "hybrid/response_cache.h"
+#include "hybrid/sqlite_table_store.h"
 #include "metrics/serving_metrics.h"
 
 namespace ferry {
@@ -60,6 +63,10 @@ struct ServerOptions {
   // Schedules and triggers (with batches): <data_dir>/schedules.db; definitions from the `schedules/`
   // folders of the model repository and the data folder.
   std::chrono::milliseconds trigger_rescan_interval{30'000};
+  // Hybrid serving: precomputed tables in <data_dir>/tables.db with this much memory in front, and the
+  // response cache's budget (both in bytes; 0 turns the cache off).
+  size_t table_memory_bytes = size_t{64} << 20;
+  size_t response_cache_bytes = size_t{64} << 20;
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
@@ -89,6 +96,7 @@ class Server {
 
  private:
   explicit Server(ServerOptions options) : options_(std::move(options)) {}
+  Status BuildHybrid();
   Status BuildJobs();
   Status BuildBatches();
   Status BuildSchedules();
@@ -101,6 +109,9 @@ class Server {
   std::unique_ptr<BackendServableFactory> factory_;
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryWatcher> watcher_;
+  std::unique_ptr<SqliteTableStore> table_store_;
+  std::unique_ptr<ResponseCache> response_cache_;
+  std::unique_ptr<TableService> tables_;
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<CompletionService> completions_;
   std::unique_ptr<AdminService> admin_;
