@@ -6,7 +6,6 @@
 #include "api/inference_service.h"
 
 namespace ferry {
-namespace {
 
 // parameters.key: a string, or an integer written in decimal.
 Result<std::optional<std::string>> RequestKey(const Parameters& params) {
@@ -24,6 +23,17 @@ Result<std::optional<std::string>> RequestKey(const Parameters& params) {
   return std::optional<std::string>(std::move(key));
 }
 
+Status CheckRequestKey(const ModelConfig& config, const InferRequest& request, int64_t batch) {
+  if (!config.precomputed) return Status::Ok();
+  FERRY_ASSIGN_OR_RETURN(std::optional<std::string> key, RequestKey(request.parameters));
+  if (key && config.max_batch_size > 0 && batch != 1) {
+    return InvalidArgument(fmt::format("a request with parameters.key holds one row (the key's); this one has {}", batch));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
 void Tag(InferResponse* response, const char* source) { response->parameters["ferry_source"] = std::string(source); }
 
 bool HoldsRequestedOutputs(const std::vector<Tensor>& outputs, const InferRequest& request) {
@@ -38,13 +48,9 @@ bool HoldsRequestedOutputs(const std::vector<Tensor>& outputs, const InferReques
 
 void InferenceService::InferHybrid(std::shared_ptr<Live> live) {
   const ModelConfig& config = live->handle->config();
+  if (Status s = CheckRequestKey(config, live->request, live->batch); !s.ok()) return live->done(s);
   Result<std::optional<std::string>> key = RequestKey(live->request.parameters);
-  if (!key.ok()) return live->done(key.status());
-  if (config.precomputed && key->has_value() && hybrid_.tables != nullptr) {
-    if (config.max_batch_size > 0 && live->batch != 1) {
-      return live->done(InvalidArgument(fmt::format(
-          "a request with parameters.key holds one row (the key's); this one has {}", live->batch)));
-    }
+  if (config.precomputed && key.ok() && key->has_value() && hybrid_.tables != nullptr) {
     if (AnswerFromTable(live, **key)) return;
   }
   if (config.response_cache && hybrid_.cache != nullptr) return AnswerThroughCache(std::move(live));

@@ -115,6 +115,7 @@ Status InferenceService::Validate(std::string_view model, std::optional<int64_t>
   FERRY_RETURN_IF_ERROR(CheckRequestedOutputs(config, request, model));
   std::vector<Tensor> inputs = request.inputs;  // shares the buffers; ordering works on the copy
   FERRY_ASSIGN_OR_RETURN(int64_t batch, ValidateAndOrderInputs(config, &inputs));
+  FERRY_RETURN_IF_ERROR(CheckRequestKey(config, request, batch));
   // Pre-processing too, so that a job whose image cannot be decoded is refused when submitted.
   if (const InputTransform* transform = handle->transform()) {
     FERRY_RETURN_IF_ERROR(transform->Apply(std::move(inputs), batch).status());

@@ -88,6 +88,11 @@ class InferenceService {
   Hybrid hybrid_;
 };
 
+// parameters.key of a request (a string, or an integer as its decimal text), checked: nullopt without one.
+Result<std::optional<std::string>> RequestKey(const Parameters& params);
+// For a model fronted by a table: the key is well formed and the request holds the key's one row.
+Status CheckRequestKey(const ModelConfig& config, const InferRequest& request, int64_t batch);
+
 // The response a model's outputs make for `request`: the outputs it asked for, in its order, with
 // their binary flags.
 InferResponse BuildInferResponse(const ModelConfig& config, int64_t version, const InferRequest& request,

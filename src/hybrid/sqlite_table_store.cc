@@ -121,13 +121,13 @@ Result<std::unique_ptr<SqliteDb>> SqliteTableStore::Connect() const {
   return db;
 }
 
-std::unique_ptr<SqliteDb> SqliteTableStore::TakeReader() {
+std::unique_ptr<SqliteTableStore::Reader> SqliteTableStore::TakeReader() {
   {
     std::lock_guard lock(readers_mu_);
     if (!readers_.empty()) {
-      std::unique_ptr<SqliteDb> db = std::move(readers_.back());
+      std::unique_ptr<Reader> reader = std::move(readers_.back());
       readers_.pop_back();
-      return db;
+      return reader;
     }
   }
   Result<std::unique_ptr<SqliteDb>> db = Connect();
@@ -135,20 +135,22 @@ std::unique_ptr<SqliteDb> SqliteTableStore::TakeReader() {
     spdlog::warn("table store: {}", db.status().message());
     return nullptr;
   }
-  return std::move(db).value();
+  auto reader = std::make_unique<Reader>();
+  reader->db = std::move(db).value();
+  return reader;
 }
 
-void SqliteTableStore::ReturnReader(std::unique_ptr<SqliteDb> db) {
+void SqliteTableStore::ReturnReader(std::unique_ptr<Reader> reader) {
   std::lock_guard lock(readers_mu_);
-  if (readers_.size() < 16) readers_.push_back(std::move(db));
+  if (readers_.size() < 16) readers_.push_back(std::move(reader));
 }
 
 Status SqliteTableStore::Refresh() {
-  std::unique_ptr<SqliteDb> db = TakeReader();
-  if (!db) return Unavailable("table store: no connection");
+  std::unique_ptr<Reader> reader = TakeReader();
+  if (!reader) return Unavailable("table store: no connection");
   std::map<std::string, TableInfo> tables;
   {
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db->Prepare(fmt::format("SELECT {} FROM tables", kTableColumns)));
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, reader->db->Prepare(fmt::format("SELECT {} FROM tables", kTableColumns)));
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
@@ -156,7 +158,7 @@ Status SqliteTableStore::Refresh() {
       tables.emplace(info.name, std::move(info));
     }
   }
-  ReturnReader(std::move(db));
+  ReturnReader(std::move(reader));
   std::unique_lock lock(tables_mu_);
   tables_ = std::move(tables);
   last_refresh_ = SteadyNanos(*options_.clock);
@@ -181,47 +183,51 @@ std::optional<TableInfo> SqliteTableStore::Current(const std::string& table) {
 }
 
 Result<std::optional<TableEntry>> SqliteTableStore::Lookup(const std::string& table, const std::string& key) {
+  // What the memory holds for a key its generation lacks.
+  static const std::shared_ptr<const TableEntry> kAbsent = std::make_shared<const TableEntry>();
   std::optional<TableInfo> info = Current(table);
   if (!info) return std::optional<TableEntry>();
-  const std::string memory_key = MemoryKey(table, info->generation, key);
   {
     std::lock_guard lock(memory_mu_);
-    if (std::shared_ptr<const TableEntry> hit = memory_.Get(memory_key)) return std::optional<TableEntry>(*hit);
+    if (std::shared_ptr<const TableEntry> hit = memory_.Get(MemoryKey(table, info->generation, key))) {
+      return hit == kAbsent ? std::optional<TableEntry>() : std::optional<TableEntry>(*hit);
+    }
   }
   int64_t generation = info->generation;
   FERRY_ASSIGN_OR_RETURN(std::optional<TableEntry> entry, ReadEntry(*info, key, &generation));
-  if (entry) {
-    auto shared = std::make_shared<const TableEntry>(*entry);
-    std::lock_guard lock(memory_mu_);
-    memory_.Put(MemoryKey(table, generation, key), shared, EntryBytes(*shared));
-  }
+  auto shared = entry ? std::make_shared<const TableEntry>(*entry) : kAbsent;
+  std::lock_guard lock(memory_mu_);
+  memory_.Put(MemoryKey(table, generation, key), shared, entry ? EntryBytes(*shared) : key.size());
   return entry;
 }
 
 Result<std::optional<TableEntry>> SqliteTableStore::ReadEntry(const TableInfo& info, const std::string& key,
                                                              int64_t* generation) {
-  std::unique_ptr<SqliteDb> db = TakeReader();
-  if (!db) return Unavailable("table store: no connection");
-  std::optional<TableEntry> entry;
-  {
+  std::unique_ptr<Reader> reader = TakeReader();
+  if (!reader) return Unavailable("table store: no connection");
+  if (!reader->lookup) {
     // One statement, one snapshot: the entry of the generation current when it runs, whichever that is
     // (a publish may have switched since `info` was read, and removed an older generation).
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db->Prepare(
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, reader->db->Prepare(
         "SELECT e.version, e.produced_ms, e.value, t.generation FROM tables t JOIN entries e "
         "ON e.tbl = t.name AND e.generation = t.generation WHERE t.name = ?1 AND e.key = ?2"));
-    st.BindText(1, info.name).BindText(2, key);
-    FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (row) {
-      *generation = st.Int(3);
-      TableEntry e;
-      e.key = key;
-      e.model_version = st.Text(0);
-      e.produced_ms = st.Int(1);
-      FERRY_ASSIGN_OR_RETURN(e.outputs, DecodeEntryOutputs(st.Text(2)));
-      entry = std::move(e);
-    }
+    reader->lookup.emplace(std::move(st));
   }
-  ReturnReader(std::move(db));
+  SqliteStatement& st = *reader->lookup;
+  st.BindText(1, info.name).BindText(2, key);
+  FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
+  std::optional<TableEntry> entry;
+  if (row) {
+    *generation = st.Int(3);
+    TableEntry e;
+    e.key = key;
+    e.model_version = st.Text(0);
+    e.produced_ms = st.Int(1);
+    FERRY_ASSIGN_OR_RETURN(e.outputs, DecodeEntryOutputs(st.Text(2)));
+    entry = std::move(e);
+  }
+  FERRY_RETURN_IF_ERROR(st.Reset());  // ends the read: the next lookup sees newer commits
+  ReturnReader(std::move(reader));
   return entry;
 }
 

@@ -7,7 +7,8 @@
 // table to it, so a lookup (which reads the generation, then its entry) sees one generation or the
 // other. Generation numbers come from one counter over all tables and never repeat, so the memory
 // front keys entries by (table, generation, key) and needs no invalidation. The generation before the
-// current one stays on disk until the next publish. A lookup missing the memory reads the table's
+// current one stays on disk until the next publish. Keys a generation lacks are remembered as absent
+// too (a write-back of the key forgets that). A lookup missing the memory reads the table's
 // current generation and its entry in one statement, so it never finds a generation half gone. The current generations are re-read every `refresh_interval`, so a publish by another
 // process on the same file (`ferry precompute load`) is seen.
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
@@ -58,9 +60,14 @@ class SqliteTableStore : public TableStore {
  private:
   explicit SqliteTableStore(std::filesystem::path path, SqliteTableStoreOptions options)
       : path_(std::move(path)), options_(options), memory_(options.memory_budget_bytes) {}
+  // A read connection with its lookup statement, prepared once.
+  struct Reader {
+    std::unique_ptr<SqliteDb> db;
+    std::optional<SqliteStatement> lookup;  // destroyed before db
+  };
   Result<std::unique_ptr<SqliteDb>> Connect() const;
-  std::unique_ptr<SqliteDb> TakeReader();
-  void ReturnReader(std::unique_ptr<SqliteDb> db);
+  std::unique_ptr<Reader> TakeReader();
+  void ReturnReader(std::unique_ptr<Reader> reader);
   Status Refresh();
   void MaybeRefresh();
   std::optional<TableInfo> Current(const std::string& table);
@@ -78,7 +85,7 @@ class SqliteTableStore : public TableStore {
   std::unique_ptr<SqliteDb> writer_;
 
   std::mutex readers_mu_;
-  std::vector<std::unique_ptr<SqliteDb>> readers_;
+  std::vector<std::unique_ptr<Reader>> readers_;
 
   std::shared_mutex tables_mu_;
   std::map<std::string, TableInfo> tables_;

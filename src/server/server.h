@@ -106,11 +106,12 @@ class Server {
   std::unique_ptr<BackendRegistry> backends_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<ServingMetrics> metrics_;
+  // Before the manager: a request still finishing while versions drain may write into them.
+  std::unique_ptr<SqliteTableStore> table_store_;
+  std::unique_ptr<ResponseCache> response_cache_;
   std::unique_ptr<BackendServableFactory> factory_;
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryWatcher> watcher_;
-  std::unique_ptr<SqliteTableStore> table_store_;
-  std::unique_ptr<ResponseCache> response_cache_;
   std::unique_ptr<TableService> tables_;
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<CompletionService> completions_;

@@ -353,3 +353,18 @@ def test_a_table_larger_than_its_memory_loaded_from_the_command_line_answers_eve
         assert refused.returncode == 1 and "missing.csv" in refused.stderr
     finally:
         assert s.stop() == 0, s.log_text()
+
+
+def test_jobs_carry_keys_too(server):
+    request = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, WIDTH], "data": [0] * WIDTH}],
+               "parameters": {"key": "g5"}}  # the table as the test under load left it
+    status, _, data = server.request("POST", "/v1/jobs", json.dumps({"model": "recs", "request": request}).encode())
+    assert status == 202, data
+    job_id = json.loads(data)["id"]
+    status, _, data = server.get(f"/v1/jobs/{job_id}?wait=10s", timeout=15)
+    assert json.loads(data)["status"] == "succeeded", data
+    result = json.loads(server.get(f"/v1/jobs/{job_id}/result")[2])
+    assert result["parameters"]["ferry_source"] == "precomputed"
+    request["parameters"]["key"] = 2.5  # refused when submitted, not when run
+    status, _, data = server.request("POST", "/v1/jobs", json.dumps({"model": "recs", "request": request}).encode())
+    assert status == 400 and "parameter 'key'" in json.loads(data)["error"], data
