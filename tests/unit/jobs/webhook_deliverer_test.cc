@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -83,8 +85,11 @@ class WebhookDelivererTest : public ::testing::Test {
           return "{\"type\":\"" + d.event + "\",\"job\":\"" + d.job_id + "\"}";
         },
         options_, WebhookDelivererObserver{[this](const std::string& outcome, std::chrono::duration<double>) {
-          std::lock_guard lock(mu_);
-          outcomes_.push_back(outcome);
+          {
+            std::lock_guard lock(mu_);
+            outcomes_.push_back(outcome);
+          }
+          outcome_cv_.notify_all();
         }});
     d->Start();
     return d;
@@ -98,8 +103,11 @@ class WebhookDelivererTest : public ::testing::Test {
       std::this_thread::sleep_for(milliseconds(5));
     }
   }
-  std::vector<std::string> outcomes() {
-    std::lock_guard lock(mu_);
+  // The observer's outcomes once there are at least `count` (or after 10 s): it hears of an attempt
+  // after the store has committed it, so a settled delivery may still be on its way to the observer.
+  std::vector<std::string> outcomes(size_t count = 1) {
+    std::unique_lock lock(mu_);
+    outcome_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return outcomes_.size() >= count; });
     return outcomes_;
   }
 
@@ -109,6 +117,7 @@ class WebhookDelivererTest : public ::testing::Test {
   std::atomic<int> renders_{0};
   std::mutex mu_;
   std::vector<std::string> outcomes_;
+  std::condition_variable outcome_cv_;
 };
 
 TEST_F(WebhookDelivererTest, DeliversASignedRequestToThePinnedAddress) {
@@ -148,7 +157,7 @@ TEST_F(WebhookDelivererTest, RetriesWithTheSameIdAndBodyUntilAnAttemptSucceeds) 
     EXPECT_EQ(r.body, sent[0].body);
   }
   EXPECT_EQ(renders_.load(), 1) << "the body is made once and stored";
-  EXPECT_EQ(outcomes(), (std::vector<std::string>{"retry", "retry", "retry", "delivered"}));
+  EXPECT_EQ(outcomes(4), (std::vector<std::string>{"retry", "retry", "retry", "delivered"}));
 }
 
 TEST_F(WebhookDelivererTest, GivesUpAfterMaxAttempts) {
