@@ -566,25 +566,15 @@ Result<std::unique_ptr<RecordExecutor>> MakeTensorExecutor(const BatchSpec& spec
 
 Result<std::unique_ptr<RecordExecutor>> MakeRecordExecutor(const BatchSpec& spec, const std::string& batch_id,
                                                            const BatchServices& services) {
-  if (spec.format != BatchFormat::kOpenAi) {
-    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordExecutor> executor, MakeTensorExecutor(spec, services));
-    if (spec.publish_table.empty()) return executor;
-    if (services.tables == nullptr) return InvalidArgument("this command has no precomputed tables: 'publish' is off");
-    return std::unique_ptr<RecordExecutor>(new PublishingExecutor(std::move(executor), services.tables));
+  if (spec.format == BatchFormat::kOpenAi) {
+    if (services.completions == nullptr) return InvalidArgument("this server has no language models");
+    if (spec.output_format != BatchOutputFormat::kJsonl) return InvalidArgument("OpenAI batch output is JSONL");
+    return std::unique_ptr<RecordExecutor>(new OpenAiExecutor(spec, batch_id, services.completions));
   }
-  switch (spec.format) {
-    case BatchFormat::kOpenAi:
-      if (services.completions == nullptr) return InvalidArgument("this server has no language models");
-      if (spec.output_format != BatchOutputFormat::kJsonl) return InvalidArgument("OpenAI batch output is JSONL");
-      return std::unique_ptr<RecordExecutor>(new OpenAiExecutor(spec, batch_id, services.completions));
-    case BatchFormat::kCsv:
-      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services, spec.output_format));
-    case BatchFormat::kFiles:
-      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec.model, services, spec.output_format));
-    case BatchFormat::kOip:
-      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services, spec.output_format));
-  }
-  return InvalidArgument("unknown batch format");
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<RecordExecutor> executor, MakeTensorExecutor(spec, services));
+  if (spec.publish_table.empty()) return executor;
+  if (services.tables == nullptr) return InvalidArgument("this command has no precomputed tables: 'publish' is off");
+  return std::unique_ptr<RecordExecutor>(new PublishingExecutor(std::move(executor), services.tables));
 }
 
 }  // namespace ferry

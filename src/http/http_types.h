@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -110,6 +111,9 @@ class HttpHandler {
   // trip the CancelToken if it does): for long work such as text generation. Such a connection closes
   // after its answer.
   virtual bool WatchForDisconnect(const HttpRequest& request) const { return false; }
+  // A WebSocket upgrade the caller may not make (no or a wrong API key): the answer to send instead of
+  // upgrading; nullopt lets OpenWebSocket decide.
+  virtual std::optional<HttpResponse> RefuseUpgrade(const HttpRequest& request) { return std::nullopt; }
   // A WebSocket upgrade request: the endpoint for it, or null to answer 404 (no WebSocket there).
   virtual std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
                                                            std::shared_ptr<WebSocketSender> sender) {

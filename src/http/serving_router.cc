@@ -114,6 +114,8 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
     r.content_type = "text/plain; version=0.0.4";
     return counted(std::move(r));
   }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "keys") return HandleKeyRoute(request, parts, counted);
+  if (std::optional<HttpResponse> refused = CheckCaller(request, parts)) return counted(std::move(*refused));
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
     return HandleJobsRoute(std::move(request), std::move(cancel), parts, counted);
   }

@@ -9,6 +9,7 @@
 #include "api/inference_service.h"
 #include "api/jobs_service.h"
 #include "api/schedule_service.h"
+#include "api/key_service.h"
 #include "api/table_service.h"
 #include "common/thread_pool.h"
 #include "http/http_types.h"
@@ -35,6 +36,9 @@ class ServingRouter final : public HttpHandler {
   void set_schedules(ScheduleService* schedules) { schedules_ = schedules; }
   // /v1/tables answers 404 without it.
   void set_tables(TableService* tables) { tables_ = tables; }
+  // API keys: every route but health, server metadata and /metrics then passes KeyService::Authorize
+  // (the admin key passes too); /v1/keys manages them. Without it keys are off.
+  void set_keys(KeyService* keys) { keys_ = keys; }
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override;
   std::string SpoolFolder(std::string_view method, std::string_view path) const override;
@@ -43,6 +47,7 @@ class ServingRouter final : public HttpHandler {
   bool WatchForDisconnect(const HttpRequest& request) const override;
   std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
                                                    std::shared_ptr<WebSocketSender> sender) override;
+  std::optional<HttpResponse> RefuseUpgrade(const HttpRequest& request) override;
 
  private:
   void HandleModelRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
@@ -60,6 +65,9 @@ class ServingRouter final : public HttpHandler {
   // /v1/files..., /v1/batches... (batch_routes.cc).
   static bool IsBatchRoute(const std::vector<std::string_view>& parts);
   void HandleScheduleRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
+  // The answer refusing a caller without a fitting API key; nullopt lets it through (key_routes.cc).
+  std::optional<HttpResponse> CheckCaller(const HttpRequest& request, const std::vector<std::string_view>& parts);
+  void HandleKeyRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   // /v1/tables... (batch_routes.cc): publishes and drops need the admin key.
   void HandleTableRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   void HandleBatchRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
@@ -88,6 +96,7 @@ class ServingRouter final : public HttpHandler {
   BatchService* batches_;
   ScheduleService* schedules_ = nullptr;
   TableService* tables_ = nullptr;
+  KeyService* keys_ = nullptr;
   // Management calls block until a model settles: never on an I/O thread.
   ThreadPool admin_pool_{1, 16};
   // Job calls wait for store commits and long-polls: never on an I/O thread. A full queue answers 503.

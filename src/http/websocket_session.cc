@@ -27,23 +27,32 @@ class WebSocketSession final : public WebSocketSender, public std::enable_shared
   WebSocketSession(beast::tcp_stream&& stream, const HttpServerOptions& options)
       : ws_(std::move(stream)), options_(options) {}
 
+  // Answers the upgrade request with `answer` and closes the connection.
+  void Refuse(HttpResponse&& answer) {
+    auto response = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(answer.status), 11);
+    response->set(http::field::server, "ferry");
+    response->set(http::field::content_type, answer.content_type);
+    for (const auto& [name, value] : answer.headers) response->set(name, value);
+    response->body() = std::move(answer.body);
+    response->keep_alive(false);
+    response->prepare_payload();
+    beast::get_lowest_layer(ws_).expires_after(options_.write_timeout);
+    http::async_write(beast::get_lowest_layer(ws_), *response,
+                      [self = shared_from_this(), response](beast::error_code, size_t) {
+                        beast::error_code ignored;
+                        beast::get_lowest_layer(self->ws_).socket().shutdown(net::socket_base::shutdown_both, ignored);
+                      });
+  }
+
   void Start(http::request<http::string_body>&& upgrade, HttpRequest&& request, HttpHandler* handler) {
+    if (std::optional<HttpResponse> refused = handler->RefuseUpgrade(request)) return Refuse(std::move(*refused));
     endpoint_ = handler->OpenWebSocket(request, shared_from_this());
     if (!endpoint_) {
-      auto response = std::make_shared<http::response<http::string_body>>(http::status::not_found, 11);
-      response->set(http::field::server, "ferry");
-      response->set(http::field::content_type, "application/json");
-      response->body() = EncodeErrorJson("no WebSocket endpoint at this path");
-      response->keep_alive(false);
-      response->prepare_payload();
-      beast::get_lowest_layer(ws_).expires_after(options_.write_timeout);
-      http::async_write(beast::get_lowest_layer(ws_), *response,
-                        [self = shared_from_this(), response](beast::error_code, size_t) {
-                          beast::error_code ignored;
-                          beast::get_lowest_layer(self->ws_).socket().shutdown(net::socket_base::shutdown_both,
-                                                                               ignored);
-                        });
-      return;
+      HttpResponse missing;
+      missing.status = 404;
+      missing.body = EncodeErrorJson("no WebSocket endpoint at this path");
+      return Refuse(std::move(missing));
     }
     beast::get_lowest_layer(ws_).expires_never();
     // Pings an idle client and drops one that does not answer; bounds the handshake and close.

@@ -31,6 +31,11 @@ SqliteStatement& SqliteStatement::Bind(int i, int64_t v) {
   return *this;
 }
 
+SqliteStatement& SqliteStatement::BindDouble(int i, double v) {
+  sqlite3_bind_double(stmt_, i, v);
+  return *this;
+}
+
 SqliteStatement& SqliteStatement::BindText(int i, std::string_view v) {
   sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
   return *this;

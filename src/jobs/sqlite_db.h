@@ -25,6 +25,7 @@ class SqliteStatement {
 
   // Parameters are 1-based, as in SQLite.
   SqliteStatement& Bind(int i, int64_t v);
+  SqliteStatement& BindDouble(int i, double v);
   SqliteStatement& BindText(int i, std::string_view v);
   SqliteStatement& BindBlob(int i, std::string_view v);
   SqliteStatement& BindNullableText(int i, std::string_view v);  // empty -> NULL
@@ -36,6 +37,7 @@ class SqliteStatement {
   Status Reset();
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
   std::string Text(int col) const;
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   int ColumnCount() const { return sqlite3_column_count(stmt_); }

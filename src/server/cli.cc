@@ -48,6 +48,8 @@ struct ServeFlags {
   double trigger_rescan_secs = 30;
   size_t table_memory_mb = 64;
   size_t response_cache_mb = 64;
+  bool require_api_keys = false;
+  std::string api_keys_file;
   bool verbose = false;
 };
 
@@ -83,6 +85,8 @@ int Serve(const ServeFlags& f) {
   options.batch_input_root = f.batch_input_root;
   options.table_memory_bytes = f.table_memory_mb << 20;
   options.response_cache_bytes = f.response_cache_mb << 20;
+  options.require_api_keys = f.require_api_keys;
+  options.api_keys_file = f.api_keys_file;
   options.batch_output_root = f.batch_output_root;
   options.batch_concurrency = f.batch_concurrency;
   options.batch_checkpoint_records = f.batch_checkpoint_records;
@@ -257,6 +261,11 @@ int RunCli(int argc, char** argv) {
                     "Budget of the response cache of models with response_cache: true; 0 turns it off")
       ->check(CLI::Range(size_t{0}, size_t{1} << 20))
       ->capture_default_str();
+  serve->add_flag("--require-api-keys", f.require_api_keys,
+                  "Refuse calls without an API key (Authorization: Bearer <key>) on every route but health, "
+                  "metadata and /metrics; keys are made with the admin key through /v1/keys");
+  serve->add_option("--api-keys-file", f.api_keys_file,
+                    "YAML list of keys (name, sha256 of the secret, models, rate_per_s, burst), read at start");
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 

@@ -30,6 +30,12 @@ struct Flags {
   std::string data_dir = "data";
 };
 
+Result<std::unique_ptr<SqliteTableStore>> OpenStore(const Flags& f) {
+  SqliteTableStoreOptions options;
+  options.start_writer = false;  // this process writes no write-backs
+  return SqliteTableStore::Open(std::filesystem::path(f.data_dir) / "tables.db", options);
+}
+
 int Load(const Flags& f) {
   ModelRepository repository(f.repository);
   Result<RepositoryModel> model = repository.ReadModel(f.model);
@@ -46,10 +52,7 @@ int Load(const Flags& f) {
     options.default_version = std::to_string(model->versions.back());
   }
   options.produced_ms = WallClock::Real().NowUnixMs();
-  SqliteTableStoreOptions store_options;
-  store_options.start_writer = false;
-  Result<std::unique_ptr<SqliteTableStore>> store =
-      SqliteTableStore::Open(std::filesystem::path(f.data_dir) / "tables.db", store_options);
+  Result<std::unique_ptr<SqliteTableStore>> store = OpenStore(f);
   if (!store.ok()) {
     std::cerr << "ferry precompute: " << store.status().message() << "\n";
     return 1;
@@ -64,10 +67,7 @@ int Load(const Flags& f) {
 }
 
 int List(const Flags& f) {
-  SqliteTableStoreOptions store_options;
-  store_options.start_writer = false;
-  Result<std::unique_ptr<SqliteTableStore>> store =
-      SqliteTableStore::Open(std::filesystem::path(f.data_dir) / "tables.db", store_options);
+  Result<std::unique_ptr<SqliteTableStore>> store = OpenStore(f);
   if (!store.ok()) {
     std::cerr << "ferry precompute: " << store.status().message() << "\n";
     return 1;

@@ -89,6 +89,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
                                              s->repository_.get());
   FERRY_RETURN_IF_ERROR(s->BuildHybrid());
+  FERRY_RETURN_IF_ERROR(s->BuildKeys());
   if (s->options_.jobs_enabled) {
     FERRY_RETURN_IF_ERROR(s->BuildJobs());
     FERRY_RETURN_IF_ERROR(s->BuildBatches());
@@ -100,6 +101,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                                s->batches_.get());
   s->router_->set_schedules(s->schedules_.get());
   s->router_->set_tables(s->tables_.get());
+  s->router_->set_keys(s->keys_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
 }
@@ -114,6 +116,20 @@ Status Server::BuildHybrid() {
   tables_ = std::make_unique<TableService>(table_store_.get(), manager_.get(), options_.data_dir / "uploads",
                                            &WallClock::Real());
   inference_->SetHybrid(InferenceService::Hybrid{table_store_.get(), response_cache_.get(), &WallClock::Real()});
+  return Status::Ok();
+}
+
+Status Server::BuildKeys() {
+  Result<std::unique_ptr<KeyRegistry>> registry = KeyRegistry::Open(options_.data_dir / "keys.db");
+  if (!registry.ok()) return registry.status().WithContext("opening the key store (--data-dir)");
+  key_registry_ = std::move(registry).value();
+  if (!options_.api_keys_file.empty()) {
+    FERRY_RETURN_IF_ERROR(key_registry_->LoadFile(options_.api_keys_file).WithContext("--api-keys-file"));
+  }
+  if (options_.require_api_keys && key_registry_->List().empty() && options_.admin.admin_key.empty()) {
+    return InvalidArgument("--require-api-keys with no key and no --admin-key would refuse every call");
+  }
+  keys_ = std::make_unique<KeyService>(key_registry_.get(), options_.require_api_keys);
   return Status::Ok();
 }
 

@@ -22,6 +22,7 @@
 #include "lifecycle/backend_servable_factory.h"
 #include "lifecycle/model_manager.h"
 #include "lifecycle/repository_watcher.h"
+#include "api/key_service.h"
 #include "api/table_service.h"
 #include "hybrid/response_cache.h"
 #include "hybrid/sqlite_table_store.h"
@@ -67,6 +68,10 @@ struct ServerOptions {
   // response cache's budget (both in bytes; 0 turns the cache off).
   size_t table_memory_bytes = size_t{64} << 20;
   size_t response_cache_bytes = size_t{64} << 20;
+  // API keys in <data_dir>/keys.db (made with the admin key through /v1/keys) and from a keys file;
+  // required on every route but health, metadata and /metrics when `require_api_keys`.
+  bool require_api_keys = false;
+  std::filesystem::path api_keys_file;
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
@@ -97,6 +102,7 @@ class Server {
  private:
   explicit Server(ServerOptions options) : options_(std::move(options)) {}
   Status BuildHybrid();
+  Status BuildKeys();
   Status BuildJobs();
   Status BuildBatches();
   Status BuildSchedules();
@@ -113,6 +119,8 @@ class Server {
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryWatcher> watcher_;
   std::unique_ptr<TableService> tables_;
+  std::unique_ptr<KeyRegistry> key_registry_;
+  std::unique_ptr<KeyService> keys_;
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<CompletionService> completions_;
   std::unique_ptr<AdminService> admin_;
