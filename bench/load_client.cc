@@ -59,6 +59,8 @@ struct Options {
   std::string shape = "1,16";
   std::string format = "json";  // json | binary
   bool binary_output = false;
+  std::string parameters;            // more request parameters: JSON members, e.g. "key":"u1"
+  std::vector<std::string> headers;  // extra request headers, "Name: value"
   bool align_binary = false;
   bool print_response = false;
   double timeout_s = 60;
@@ -142,7 +144,9 @@ std::string BuildRequest(const Options& o, size_t* body_bytes) {
   shape_json += "]";
   std::string json_data, bytes;
   MakeTensor(o.datatype, count, &json_data, &bytes);
-  const std::string out_params = o.binary_output ? R"(,"parameters":{"binary_data_output":true})" : "";
+  std::string members = o.parameters;
+  if (o.binary_output) members += std::string(members.empty() ? "" : ",") + R"("binary_data_output":true)";
+  const std::string out_params = members.empty() ? "" : R"(,"parameters":{)" + members + "}";
 
   std::string body, extra_headers;
   if (o.format == "json") {
@@ -162,6 +166,7 @@ std::string BuildRequest(const Options& o, size_t* body_bytes) {
   } else {
     Die("--format must be json or binary");
   }
+  for (const std::string& h : o.headers) extra_headers += h + "\r\n";
   *body_bytes = body.size();
   return fmt::format("POST {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: ferry-bench\r\n{}Content-Length: {}\r\n\r\n", path,
                      o.host, o.port, extra_headers, body.size()) +
@@ -343,6 +348,8 @@ int main(int argc, char** argv) {
   app.add_option("--shape", o.shape, "Input shape with the batch dim, comma-separated")->capture_default_str();
   app.add_option("--format", o.format, "json or binary (the binary tensor extension)")->capture_default_str();
   app.add_flag("--binary-output", o.binary_output, "Ask for binary outputs (binary_data_output)");
+  app.add_option("--parameters", o.parameters, "More request parameters as JSON members, e.g. '\"key\":\"u1\"'");
+  app.add_option("--header", o.headers, "An extra request header, 'Name: value' (repeatable)");
   app.add_flag("--align-binary", o.align_binary, "Pad the JSON header so the tensor bytes are 16-byte aligned");
   app.add_flag("--print-response", o.print_response, "Print the first response to stderr");
   app.add_option("--timeout-s", o.timeout_s, "Socket send/receive timeout")->capture_default_str();
