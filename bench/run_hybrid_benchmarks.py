@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Runs the hybrid benchmark (B15 of shared/benchmarks.md; "Hybrid serving" in docs/benchmarks.md): a precomputed table's answer against the live model's,
-the response cache's hit against its miss, and what a table costs per million entries.
+"""Runs the hybrid benchmark (B15 of shared/benchmarks.md; "Hybrid serving" in docs/benchmarks.md): a
+precomputed table's answer against the live model's, the response cache's hit against its miss, and
+what a table costs per million entries.
 
     .venv/bin/python bench/run_hybrid_benchmarks.py                # 5 s runs, 3 interleaved reps, 1M entries
     .venv/bin/python bench/run_hybrid_benchmarks.py --quick        # 2 s runs, 1 rep, 100,000 entries
