@@ -371,8 +371,16 @@ Status BatchService::CheckKinds(Parsed& p) {
 }
 
 Status BatchService::CheckModel(const BatchSpec& spec) {
-  if (!spec.publish_table.empty() && services_.tables == nullptr) {
-    return InvalidArgument("this server has no precomputed tables: 'publish' is off");
+  if (!spec.publish_table.empty()) {
+    if (services_.tables == nullptr) return InvalidArgument("this server has no precomputed tables: 'publish' is off");
+    // A batch may fill only the table its model reads: anyone who may run a batch could otherwise put
+    // one model's answers in front of another.
+    FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(spec.model, std::nullopt));
+    const auto& rule = handle->config().precomputed;
+    if (!rule || rule->table != spec.publish_table) {
+      return InvalidArgument(fmt::format("model '{}' reads no table '{}' (its config's precomputed.table); a batch "
+                                         "publishes only into its model's table", spec.model, spec.publish_table));
+    }
   }
   if (spec.format == BatchFormat::kOpenAi) {
     if (services_.completions == nullptr) return InvalidArgument("this server has no language models");

@@ -74,7 +74,9 @@ bool InferenceService::AnswerFromTable(const std::shared_ptr<Live>& live, const 
     outcome = "error";
   } else if (entry->has_value()) {
     const TableEntry& e = **entry;
-    if (rule.max_age_s > 0 && now_ms - e.produced_ms > rule.max_age_s * 1000) {
+    if (e.model != config.name) {
+      outcome = "other_model";  // the table holds another model's answers: a config naming the wrong table
+    } else if (rule.max_age_s > 0 && now_ms - e.produced_ms > rule.max_age_s * 1000) {
       outcome = "stale_age";
     } else if (!rule.any_version && e.model_version != std::to_string(live->handle->version())) {
       outcome = "stale_version";
@@ -152,7 +154,11 @@ void InferenceService::AnswerThroughCache(std::shared_ptr<Live> live) {
       cache->Finish(key, nullptr);
       return done(std::move(r));
     }
-    cache->Finish(key, std::make_shared<const CachedAnswer>(CachedAnswer{r->model_version, r->outputs, servable}));
+    // Copies: the outputs are views into the whole batch's output (or the request body), which the
+    // budget would not count.
+    std::vector<Tensor> owned = r->outputs;
+    for (Tensor& t : owned) t.data = Buffer::Copy(t.data.data(), t.data.size());
+    cache->Finish(key, std::make_shared<const CachedAnswer>(CachedAnswer{r->model_version, std::move(owned), servable}));
     Tag(&*r, "live");
     done(std::move(r));
   };

@@ -1,5 +1,5 @@
 #pragma once
-// Precomputed tables from files: what `ferry precompute load`, `POST /v1/tables/{name}` and a batch's
+// Precomputed tables from files: what `ferry precompute load`, `PUT /v1/tables/{name}` and a batch's
 // `publish` read. Two formats, both what a batch writes:
 //   jsonl: one KServe v2 response per line (model_name, model_version, id, outputs with JSON data);
 //          the line's "id" is the key;

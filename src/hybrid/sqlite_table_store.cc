@@ -146,6 +146,7 @@ void SqliteTableStore::ReturnReader(std::unique_ptr<Reader> reader) {
 }
 
 Status SqliteTableStore::Refresh() {
+  const int64_t epoch = epoch_.load();
   std::unique_ptr<Reader> reader = TakeReader();
   if (!reader) return Unavailable("table store: no connection");
   std::map<std::string, TableInfo> tables;
@@ -160,8 +161,11 @@ Status SqliteTableStore::Refresh() {
   }
   ReturnReader(std::move(reader));
   std::unique_lock lock(tables_mu_);
-  tables_ = std::move(tables);
   last_refresh_ = SteadyNanos(*options_.clock);
+  // A publish, drop or write-back of this process since the read: what was read may be older than the
+  // map, which that change already brought up to date. The next refresh reads again.
+  if (epoch_.load() != epoch) return Status::Ok();
+  tables_ = std::move(tables);
   return Status::Ok();
 }
 
@@ -190,11 +194,18 @@ Result<std::optional<TableEntry>> SqliteTableStore::Lookup(const std::string& ta
   {
     std::lock_guard lock(memory_mu_);
     if (std::shared_ptr<const TableEntry> hit = memory_.Get(MemoryKey(table, info->generation, key))) {
-      return hit == kAbsent ? std::optional<TableEntry>() : std::optional<TableEntry>(*hit);
+      if (hit == kAbsent) return std::optional<TableEntry>();
+      std::optional<TableEntry> found(*hit);
+      found->model = info->model;
+      return found;
     }
   }
   int64_t generation = info->generation;
+  const int64_t epoch = epoch_.load();
   FERRY_ASSIGN_OR_RETURN(std::optional<TableEntry> entry, ReadEntry(*info, key, &generation));
+  if (entry) entry->model = info->model;
+  std::shared_lock tables_lock(tables_mu_);  // no commit between the check and the store
+  if (epoch_.load() != epoch) return entry;  // written meanwhile: what was read may be gone already
   auto shared = entry ? std::make_shared<const TableEntry>(*entry) : kAbsent;
   std::lock_guard lock(memory_mu_);
   memory_.Put(MemoryKey(table, generation, key), shared, entry ? EntryBytes(*shared) : key.size());
@@ -257,9 +268,13 @@ Result<TableInfo> SqliteTableStore::PublishLocked(const std::string& table, cons
   }
   int64_t previous = 0;
   {
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db->Prepare("SELECT generation FROM tables WHERE name = ?1"));
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db->Prepare("SELECT generation, model FROM tables WHERE name = ?1"));
     st.BindText(1, table);
     FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row && st.Text(1) != model) {
+      return FailedPrecondition(fmt::format("table '{}' holds model '{}''s answers; drop it before publishing '{}''s",
+                                            table, st.Text(1), model));
+    }
     if (row) previous = st.Int(0);
   }
   FERRY_ASSIGN_OR_RETURN(SqliteStatement insert, db->Prepare(
@@ -292,6 +307,7 @@ Result<TableInfo> SqliteTableStore::PublishLocked(const std::string& table, cons
   // them runs while the commit is in progress.
   std::unique_lock lock(tables_mu_);
   FERRY_RETURN_IF_ERROR(tx.Commit());
+  ++epoch_;
   tables_[table] = info;
   return info;
 }
@@ -334,34 +350,43 @@ Status SqliteTableStore::WriteBackLocked(const std::vector<std::pair<std::string
   SqliteDb* db = writer_.get();
   Transaction tx(db);
   FERRY_RETURN_IF_ERROR(tx.Begin());
-  std::map<std::string, int64_t> counts;  // entries per table once written
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement current, db->Prepare("SELECT generation FROM tables WHERE name = ?1"));
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement exists, db->Prepare(
+      "SELECT 1 FROM entries WHERE tbl = ?1 AND generation = ?2 AND key = ?3"));
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement insert, db->Prepare(
+      "INSERT OR REPLACE INTO entries(tbl, generation, key, version, produced_ms, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"));
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement count, db->Prepare("UPDATE tables SET entries = entries + 1 WHERE name = ?1"));
+  std::map<std::string, int64_t> added;  // new keys per table
+  std::vector<std::string> forget;       // memory keys to drop once committed
   for (const auto& [table, entry] : items) {
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement current, db->Prepare("SELECT generation FROM tables WHERE name = ?1"));
     current.BindText(1, table);
     FERRY_ASSIGN_OR_RETURN(bool known, current.Step());
+    const int64_t generation = known ? current.Int(0) : 0;
+    FERRY_RETURN_IF_ERROR(current.Reset());
     if (!known) continue;  // dropped, or never published: nothing to write into
-    const int64_t generation = current.Int(0);
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement insert, db->Prepare(
-        "INSERT OR REPLACE INTO entries(tbl, generation, key, version, produced_ms, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"));
+    exists.BindText(1, table).Bind(2, generation).BindText(3, entry.key);
+    FERRY_ASSIGN_OR_RETURN(bool replaced, exists.Step());
+    FERRY_RETURN_IF_ERROR(exists.Reset());
     insert.BindText(1, table).Bind(2, generation).BindText(3, entry.key).BindText(4, entry.model_version);
     insert.Bind(5, entry.produced_ms).BindBlob(6, EncodeEntryOutputs(entry.outputs));
     FERRY_RETURN_IF_ERROR(insert.Run());
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement count, db->Prepare(
-        "UPDATE tables SET entries = (SELECT COUNT(*) FROM entries WHERE tbl = ?1 AND generation = ?2) WHERE name = ?1"));
-    count.BindText(1, table).Bind(2, generation);
-    FERRY_RETURN_IF_ERROR(count.Run());
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement entries, db->Prepare("SELECT entries FROM tables WHERE name = ?1"));
-    entries.BindText(1, table);
-    FERRY_ASSIGN_OR_RETURN(bool row, entries.Step());
-    if (row) counts[table] = entries.Int(0);
-    std::lock_guard lock(memory_mu_);
-    memory_.Erase(MemoryKey(table, generation, entry.key));
+    FERRY_RETURN_IF_ERROR(insert.Reset());
+    if (!replaced) {
+      count.BindText(1, table);
+      FERRY_RETURN_IF_ERROR(count.Run());
+      FERRY_RETURN_IF_ERROR(count.Reset());
+      ++added[table];
+    }
+    forget.push_back(MemoryKey(table, generation, entry.key));
   }
-  FERRY_RETURN_IF_ERROR(tx.Commit());
   std::unique_lock lock(tables_mu_);
-  for (const auto& [table, n] : counts) {
-    if (auto it = tables_.find(table); it != tables_.end()) it->second.entries = n;
+  FERRY_RETURN_IF_ERROR(tx.Commit());
+  ++epoch_;  // a lookup that read before this commit must not store what it read
+  for (const auto& [table, n] : added) {
+    if (auto it = tables_.find(table); it != tables_.end()) it->second.entries += n;
   }
+  std::lock_guard memory_lock(memory_mu_);
+  for (const std::string& key : forget) memory_.Erase(key);
   return Status::Ok();
 }
 
@@ -404,6 +429,7 @@ Status SqliteTableStore::Drop(const std::string& table) {
     FERRY_RETURN_IF_ERROR(entries.Run());
     std::unique_lock tables_lock(tables_mu_);
     FERRY_RETURN_IF_ERROR(tx.Commit());
+    ++epoch_;
     tables_.erase(table);
   }
   return Status::Ok();

@@ -90,6 +90,7 @@ class SqliteTableStore : public TableStore {
   std::shared_mutex tables_mu_;
   std::map<std::string, TableInfo> tables_;
   std::atomic<int64_t> last_refresh_{0};  // steady nanoseconds
+  std::atomic<int64_t> epoch_{0};         // +1 at each commit of this process, under tables_mu_
   std::mutex refresh_mu_;
 
   mutable std::mutex memory_mu_;

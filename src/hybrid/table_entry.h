@@ -22,6 +22,7 @@ struct TableEntry {
   std::string model_version;  // the version that produced the outputs, as the response names it
   int64_t produced_ms = 0;    // Unix milliseconds
   std::vector<Tensor> outputs;
+  std::string model;          // lookups: the model whose table answered (not stored per entry)
 };
 
 // The outputs as one blob: a count, then per tensor its name, datatype, shape and bytes.

@@ -45,10 +45,12 @@ class TableStore {
   virtual ~TableStore() = default;
   // Publishes a new generation of `table` for `model`: `produce` feeds every entry to the sink; when it
   // returns an error nothing is published and the old generation keeps serving. The new generation
-  // becomes visible to lookups all at once, when it is committed.
+  // becomes visible to lookups all at once, when it is committed. A table holds one model's answers:
+  // publishing another model's into it is kFailedPrecondition (drop it first).
   virtual Result<TableInfo> Publish(const std::string& table, const std::string& model, const std::string& source,
                                     const std::function<Status(TableSink&)>& produce) = 0;
-  // The entry for `key` in the table's current generation; nullopt for an unknown table or key.
+  // The entry for `key` in the table's current generation (its `model` set to the table's); nullopt for
+  // an unknown table or key.
   virtual Result<std::optional<TableEntry>> Lookup(const std::string& table, const std::string& key) = 0;
   // Queues a live answer into the current generation (replacing any entry of the key). Never blocks:
   // a full queue drops it (counted). Does nothing for a table that was never published.

@@ -51,6 +51,14 @@ bool IsHex64(const std::string& s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) && !std::isupper(static_cast<unsigned char>(c)); });
 }
 
+// A key given a rate but no burst may burst as far as one second of its rate.
+ApiKey& DefaultBurst(ApiKey& key) {
+  if (key.burst == 0 && std::isfinite(key.rate_per_s) && key.rate_per_s > 0 && key.rate_per_s <= 1e6) {
+    key.burst = static_cast<int64_t>(std::ceil(key.rate_per_s));
+  }
+  return key;
+}
+
 Result<ApiKey> FileKey(const YAML::Node& node, size_t index) {
   const std::string where = fmt::format("keys file entry {}", index + 1);
   if (!node.IsMap()) return InvalidArgument(where + ": expected a map");
@@ -74,8 +82,7 @@ Result<ApiKey> FileKey(const YAML::Node& node, size_t index) {
     }
   }
   if (!IsHex64(key.hash)) return InvalidArgument(where + ": sha256 must be 64 lower-case hex digits");
-  if (key.rate_per_s > 0 && key.burst == 0) key.burst = static_cast<int64_t>(std::ceil(key.rate_per_s));
-  FERRY_RETURN_IF_ERROR(CheckKeyFields(key).WithContext(where));
+  FERRY_RETURN_IF_ERROR(CheckKeyFields(DefaultBurst(key)).WithContext(where));
   key.id = "file_" + key.name;
   key.prefix = "(file)";
   return key;
@@ -136,10 +143,11 @@ Status KeyRegistry::LoadFile(const std::filesystem::path& path) {
     return InvalidArgument(fmt::format("keys file '{}': {}", path.string(), e.what()));
   }
   std::lock_guard lock(mu_);
-  for (const ApiKey& key : keys) {
-    const bool taken = std::any_of(by_id_.begin(), by_id_.end(), [&](const auto& kv) {
-      return kv.second.name == key.name || kv.second.hash == key.hash;
-    });
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const ApiKey& key = keys[i];
+    const auto same = [&](const ApiKey& other) { return other.name == key.name || other.hash == key.hash; };
+    const bool taken = std::any_of(by_id_.begin(), by_id_.end(), [&](const auto& kv) { return same(kv.second); }) ||
+                       std::any_of(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(i), same);
     if (taken) return InvalidArgument(fmt::format("keys file: key '{}' repeats a name or secret", key.name));
   }
   for (const ApiKey& key : keys) AddLocked(key);
@@ -147,8 +155,7 @@ Status KeyRegistry::LoadFile(const std::filesystem::path& path) {
 }
 
 Result<std::pair<ApiKey, std::string>> KeyRegistry::Create(ApiKey key) {
-  if (key.rate_per_s > 0 && key.burst == 0) key.burst = static_cast<int64_t>(std::ceil(key.rate_per_s));
-  FERRY_RETURN_IF_ERROR(CheckKeyFields(key));
+  FERRY_RETURN_IF_ERROR(CheckKeyFields(DefaultBurst(key)));
   const std::string secret = NewKeySecret();
   key.id = NewKeyId();
   key.hash = HashKeySecret(secret);

@@ -80,7 +80,7 @@ ServingMetrics::ServingMetrics()
                          .Register(*registry_)),
       precomputed_lookups_(prometheus::BuildCounter().Name("ferry_precomputed_lookups_total")
                                .Help("Precomputed-table lookups by model, table and outcome (hit, miss, stale_age, "
-                                     "stale_version, error)")
+                                     "stale_version, other_model, error)")
                                .Register(*registry_)),
       cache_lookups_(prometheus::BuildCounter().Name("ferry_response_cache_lookups_total")
                          .Help("Response-cache lookups by model and outcome (hit, miss, joined, bypass)")

@@ -70,7 +70,7 @@ class ServingMetrics {
   // One webhook delivery attempt: "delivered", "retry", "failed" or "disabled".
   void ObserveWebhookAttempt(const std::string& outcome, double seconds);
   // Hybrid serving: precomputed-table lookups by outcome ("hit", "miss", "stale_age", "stale_version",
-  // "error"), response-cache lookups by outcome ("hit", "miss", "joined", "bypass"), each table's
+  // "other_model", "error"), response-cache lookups by outcome ("hit", "miss", "joined", "bypass"), each table's
   // entries and age, and the memory both hold in front of their stores.
   void CountPrecomputedLookup(const std::string& model, const std::string& table, const std::string& outcome);
   void CountCacheLookup(const std::string& model, const std::string& outcome);

@@ -283,8 +283,10 @@ Status ValidateModelConfig(const ModelConfig& config) {
   if (config.preprocess) FERRY_RETURN_IF_ERROR(ValidatePreprocess(config));
   if (config.precomputed) {
     FERRY_RETURN_IF_ERROR(CheckTableName(config.precomputed->table).WithContext("precomputed.table"));
-    if (config.precomputed->max_age_s < 0) {
-      return InvalidArgument(fmt::format("precomputed.max_age_s must be >= 0, got {}", config.precomputed->max_age_s));
+    constexpr int64_t kMaxAgeS = int64_t{100} * 366 * 86400;  // a century: kept far from overflow in ms
+    if (config.precomputed->max_age_s < 0 || config.precomputed->max_age_s > kMaxAgeS) {
+      return InvalidArgument(fmt::format("precomputed.max_age_s must be within 0..{}, got {}", kMaxAgeS,
+                                         config.precomputed->max_age_s));
     }
   }
   return Status::Ok();

@@ -44,9 +44,9 @@ def identity(repo: Path, name: str, extra: str, width: int = WIDTH) -> None:
 def make_repo(root: Path) -> Path:
     repo = root / "models"
     identity(repo, "recs", "precomputed: {table: recs, max_age_s: 3600, write_back: true}\n")
-    identity(repo, "recs_fresh", "precomputed: {table: recs, max_age_s: 1}\n")
-    identity(repo, "recs_any", "precomputed: {table: recs_v7, any_version: true}\n")
-    identity(repo, "recs_pinned", "precomputed: {table: recs_v7}\n")
+    identity(repo, "recs_fresh", "precomputed: {table: fresh, max_age_s: 1}\n")
+    identity(repo, "recs_any", "precomputed: {table: any_v7, any_version: true}\n")
+    identity(repo, "recs_pinned", "precomputed: {table: pinned_v7}\n")
     identity(repo, "cached", "response_cache: true\n")
     identity(repo, "cached_slow", "response_cache: {enable: true}\nparameters: {execute_delay_ms: 300}\n"
              "instance_group: {count: 4}\n")
@@ -152,7 +152,8 @@ def test_a_live_answer_is_written_back_for_the_next_request_of_its_key(server):
 
 
 def test_stale_entries_go_to_the_model(server):
-    # recs_fresh reads the same table with max_age_s: 1.
+    # recs_fresh's table, with max_age_s: 1.
+    assert publish(server, "fresh", "recs_fresh", line("u1", [101] * WIDTH) + "\n")[0] == 200
     status, h, _ = infer(server, "recs_fresh", [0] * WIDTH, key="u1")
     assert h["x-ferry-source"] == "precomputed"
     time.sleep(1.3)
@@ -161,8 +162,8 @@ def test_stale_entries_go_to_the_model(server):
     assert metric(server, "ferry_precomputed_lookups_total", {"model": "recs_fresh", "outcome": "stale_age"}) >= 1
 
     # A table made by version 7: only the model that allows another version answers from it.
-    for model in ("recs_any", "recs_pinned"):
-        status, _, data = publish(server, "recs_v7", model, line("k", [7] * WIDTH, version="7") + "\n")
+    for table, model in (("any_v7", "recs_any"), ("pinned_v7", "recs_pinned")):
+        status, _, data = publish(server, table, model, line("k", [7] * WIDTH, version="7") + "\n")
         assert status == 200, data
     status, h, data = infer(server, "recs_any", [0] * WIDTH, key="k")
     assert h["x-ferry-source"] == "precomputed" and json.loads(data)["model_version"] == "7"
@@ -217,6 +218,9 @@ def test_publishes_refuse_unknown_models_and_callers_without_the_admin_key(serve
     assert status in (400, 404)
     status, _, data = server.get("/v1/tables/none")
     assert status == 404 and "error" in json.loads(data)
+    # A table holds one model's answers: another model's may not replace them.
+    status, _, data = publish(server, "recs", "cached", line("u1", [1] * WIDTH))
+    assert status == 400 and "holds model 'recs'" in json.loads(data)["error"], data
 
 
 def test_publishing_under_load_fails_no_request_and_never_goes_back(server):
@@ -284,6 +288,10 @@ def test_a_batch_with_publish_becomes_its_models_table(server):
     status, _, data = server.request("POST", "/v1/batches", json.dumps(
         {"model": "batch_recs", "input": "users.jsonl", "publish": {"table": "x", "key": "user"}}).encode())
     assert status == 400 and "publish.key" in json.loads(data)["error"]
+    # A batch fills only the table its own model reads.
+    status, _, data = server.request("POST", "/v1/batches", json.dumps(
+        {"model": "batch_recs", "input": "users.jsonl", "publish": {"table": "recs"}}).encode())
+    assert status == 400 and "reads no table 'recs'" in json.loads(data)["error"], data
 
 
 def test_a_cached_answer_is_the_live_answer_byte_for_byte(server):

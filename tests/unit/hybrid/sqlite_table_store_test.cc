@@ -195,6 +195,16 @@ TEST_F(SqliteTableStoreTest, DropForgetsTheTableAndARepublishStartsClean) {
   EXPECT_EQ(ValueOf(**store->Lookup("recs", "u0")), 2.0f);
 }
 
+TEST_F(SqliteTableStoreTest, ATableHoldsOneModelsAnswers) {
+  auto store = Open();
+  ASSERT_TRUE(store->Publish("recs", "ranker", "a", Entries(2, 1.0f)).ok());
+  EXPECT_EQ(store->Lookup("recs", "u0")->value().model, "ranker");
+  EXPECT_EQ(store->Publish("recs", "other", "b", Entries(2, 2.0f)).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ValueOf(**store->Lookup("recs", "u0")), 1.0f);
+  ASSERT_TRUE(store->Drop("recs").ok());
+  EXPECT_TRUE(store->Publish("recs", "other", "c", Entries(2, 3.0f)).ok());
+}
+
 TEST_F(SqliteTableStoreTest, TableNamesAreChecked) {
   auto store = Open();
   for (const char* bad : {"", "../x", "a b", "-x"}) {

@@ -109,6 +109,10 @@ TEST_F(KeyRegistryTest, BadFieldsAreRefused) {
   fields.name = "m";
   fields.models = {"../x"};
   EXPECT_EQ(keys->Create(fields).status().code(), StatusCode::kInvalidArgument);
+  ApiKey huge;  // no burst given: the default is not computed from a rate out of range
+  huge.name = "huge";
+  huge.rate_per_s = 1e300;
+  EXPECT_EQ(keys->Create(huge).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(KeyRegistryTest, AKeysFileNamesHashesAndIsCheckedWhole) {
@@ -127,6 +131,10 @@ TEST_F(KeyRegistryTest, AKeysFileNamesHashesAndIsCheckedWhole) {
   EXPECT_EQ(other->List().size(), 0u) << "nothing of a bad file is taken";
   std::ofstream(path) << "- {name: a, sha256: " << std::string(64, 'a') << ", colour: red}\n";
   EXPECT_NE(other->LoadFile(path).message().find("colour"), std::string::npos);
+  std::ofstream(path) << "- {name: a, sha256: " << std::string(64, 'a') << "}\n- {name: a, sha256: "
+                       << std::string(64, 'b') << "}\n";
+  EXPECT_NE(other->LoadFile(path).message().find("repeats"), std::string::npos) << "a name twice in one file";
+  EXPECT_EQ(other->List().size(), 0u);
   std::ofstream(path) << "{not: [a list";
   EXPECT_EQ(other->LoadFile(path).code(), StatusCode::kInvalidArgument);
 }

@@ -452,7 +452,7 @@ TEST(ParseModelConfigTest, HybridBlocks) {
 TEST(ParseModelConfigTest, HybridBlockErrors) {
   ExpectError("precomputed: {max_age_s: 5}\n", "table");
   ExpectError("precomputed: {table: 'a b'}\n", "precomputed.table");
-  ExpectError("precomputed: {table: t, max_age_s: -1}\n", "max_age_s must be >= 0");
+  ExpectError("precomputed: {table: t, max_age_s: -1}\n", "max_age_s must be within");
   ExpectError("precomputed: {table: t, ttl: 5}\n", "ttl");
   ExpectError("response_cache: maybe\n", "response_cache");
   ExpectError("response_cache: {on: true}\n", "on");
