@@ -109,6 +109,10 @@ class Server {
   Status StartSchedules();
 
   ServerOptions options_;
+  // Destroyed last (Drain has stopped it by then): a connection may outlive its request in a job's
+  // long-poll, a pool's queue or a watch entry, and its destructor unregisters from the server; and a
+  // pool's late answer posts onto the server's (stopped) io_context, which must still exist.
+  std::unique_ptr<HttpServer> http_;
   std::unique_ptr<BackendRegistry> backends_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<ServingMetrics> metrics_;
@@ -138,7 +142,6 @@ class Server {
   std::unique_ptr<FolderTriggers> triggers_;
   std::unique_ptr<ScheduleService> schedules_;
   std::unique_ptr<ServingRouter> router_;
-  std::unique_ptr<HttpServer> http_;
   bool drained_ = false;
 };
 
