@@ -63,7 +63,7 @@ Result<std::string> AdminService::RepositoryIndexJson(std::string_view request_b
   JsonWriter w(&out);
   w.BeginArray();
   for (const VersionStatus& s : loaded) {
-    if (ready_only && s.state != VersionState::kReady) continue;
+    if (ready_only && s.state != VersionState::kReady && !s.asleep) continue;
     w.BeginObject().Key("name").String(s.model);
     if (s.version > 0) w.Key("version").String(std::to_string(s.version));
     w.Key("state").String(VersionStateName(s.state)).Key("reason").String(s.reason).EndObject();
@@ -87,12 +87,12 @@ Status AdminService::LoadModel(std::string_view name) {
   FERRY_RETURN_IF_ERROR(watcher_->LoadModel(name));
   // The load API answers once the model has settled, so that a 200 means it is servable.
   manager_->WaitUntilIdle(std::chrono::minutes(5));
-  return manager_->Get(name, std::nullopt).status();
+  return manager_->AcquireBlocking(name, std::nullopt, std::nullopt).status();  // a sleeping model wakes
 }
 
 Status AdminService::UnloadModel(std::string_view name) {
   if (!ModelRepository::IsValidModelName(name)) return InvalidArgument("invalid model name");
-  if (manager_->Get(name, std::nullopt).status().code() == StatusCode::kNotFound) {
+  if (manager_->Servable(name, std::nullopt).code() == StatusCode::kNotFound) {
     return NotFound(fmt::format("model '{}' is not loaded", name));
   }
   watcher_->UnloadModel(name);

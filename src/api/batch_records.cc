@@ -112,8 +112,8 @@ class ResponseRenderer {
 // The renderer of a tensor batch's model, made when the executor is prepared.
 Result<std::shared_ptr<const ResponseRenderer>> RendererFor(const BatchServices& services, const std::string& model,
                                                             BatchOutputFormat format) {
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services.manager->Get(model, std::nullopt));
-  return ResponseRenderer::Make(format, handle->config());
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services.manager->ConfigOf(model, std::nullopt));
+  return ResponseRenderer::Make(format, config);
 }
 
 // Runs a decoded request at bulk priority; a full queue or a model not ready yet is "try again".
@@ -172,9 +172,9 @@ class CsvExecutor final : public RecordExecutor {
       : model_(std::move(model)), services_(services), format_(format) {}
 
   Status Prepare(const std::vector<std::string>& header) override {
-    FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(model_, std::nullopt));
-    FERRY_ASSIGN_OR_RETURN(map_, MapCsvColumns(handle->config(), header));
-    FERRY_ASSIGN_OR_RETURN(renderer_, ResponseRenderer::Make(format_, handle->config()));
+    FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services_.manager->ConfigOf(model_, std::nullopt));
+    FERRY_ASSIGN_OR_RETURN(map_, MapCsvColumns(config, header));
+    FERRY_ASSIGN_OR_RETURN(renderer_, ResponseRenderer::Make(format_, config));
     return Status::Ok();
   }
   std::string OutputHeader() const override { return renderer_ ? renderer_->header() : ""; }
@@ -216,8 +216,7 @@ class FilesExecutor final : public RecordExecutor {
   std::string OutputHeader() const override { return renderer_ ? renderer_->header() : ""; }
 
   Status Prepare(const std::vector<std::string>&) override {
-    FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(model_, std::nullopt));
-    const ModelConfig& config = handle->config();
+    FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services_.manager->ConfigOf(model_, std::nullopt));
     if (config.inputs.size() != 1 || config.inputs[0].dtype != DataType::kBytes) {
       return InvalidArgument(fmt::format("a batch of files needs a model with one BYTES input (an image or a text); "
                                          "'{}' has {} inputs", model_, config.inputs.size()));

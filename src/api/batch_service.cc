@@ -375,8 +375,8 @@ Status BatchService::CheckModel(const BatchSpec& spec) {
     if (services_.tables == nullptr) return InvalidArgument("this server has no precomputed tables: 'publish' is off");
     // A batch may fill only the table its model reads: anyone who may run a batch could otherwise put
     // one model's answers in front of another.
-    FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(spec.model, std::nullopt));
-    const auto& rule = handle->config().precomputed;
+    FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services_.manager->ConfigOf(spec.model, std::nullopt));
+    const auto& rule = config.precomputed;
     if (!rule || rule->table != spec.publish_table) {
       return InvalidArgument(fmt::format("model '{}' reads no table '{}' (its config's precomputed.table); a batch "
                                          "publishes only into its model's table", spec.model, spec.publish_table));
@@ -401,8 +401,8 @@ Status BatchService::CheckModel(const BatchSpec& spec) {
     return services_.completions->CheckJob(api, body, spec.model);
   }
   if (spec.model.empty()) return InvalidArgument("a batch needs 'model'");
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(spec.model, std::nullopt));
-  if (handle->scheduler().generator() != nullptr) {
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services_.manager->ConfigOf(spec.model, std::nullopt));
+  if (GeneratesText(config)) {
     return InvalidArgument(fmt::format("model '{}' is a language model: use endpoint {} with OpenAI batch lines",
                                        spec.model, kChatEndpoint));
   }
@@ -458,8 +458,8 @@ Status BatchService::CheckTemplate(const BatchTemplate& t) {
     return services_.completions->CheckJob(
         api, api == TextApi::kChat ? R"({"messages":[{"role":"user","content":"x"}]})" : R"({"prompt":"x"})", t.model);
   }
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, services_.manager->Get(t.model, std::nullopt));
-  if (handle->scheduler().generator() != nullptr) {
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services_.manager->ConfigOf(t.model, std::nullopt));
+  if (GeneratesText(config)) {
     return InvalidArgument(fmt::format("model '{}' is a language model: give endpoint {}", t.model, kChatEndpoint));
   }
   return Status::Ok();

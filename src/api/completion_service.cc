@@ -91,8 +91,13 @@ Status CompletionService::Start(TextApi api, std::string_view body, std::string_
 Status CompletionService::CheckJob(TextApi api, std::string_view body, const std::string& model) {
   FERRY_ASSIGN_OR_RETURN(ParsedGeneration parsed, ParseGenerationBody(api, body, model));
   if (parsed.stream) return InvalidArgument("a job cannot stream: drop 'stream' (the result is stored whole)");
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(parsed.model, std::nullopt));
-  if (handle->scheduler().generator() == nullptr) {
+  Result<ModelHandle> handle = manager_->Get(parsed.model, std::nullopt);  // wakes a sleeping model
+  const bool generates = handle.ok() ? (*handle)->scheduler().generator() != nullptr : false;
+  if (!handle.ok()) {
+    FERRY_ASSIGN_OR_RETURN(const ModelConfig config, manager_->ConfigOf(parsed.model, std::nullopt));
+    if (config.backend == "llama_cpp") return Status::Ok();  // asleep: a language model all the same
+  }
+  if (!generates) {
     return InvalidArgument(fmt::format("model '{}' is not a language model; give an OIP v2 request ('inputs')", model));
   }
   return Status::Ok();
@@ -100,7 +105,28 @@ Status CompletionService::CheckJob(TextApi api, std::string_view body, const std
 
 Status CompletionService::StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
                                       std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish) {
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(parsed.model, std::nullopt));
+  Result<ModelHandle> handle = manager_->Get(parsed.model, std::nullopt);
+  if (handle.ok()) {
+    return StartOn(std::move(handle).value(), std::move(parsed), api, std::move(cancel), std::move(channel),
+                   std::move(on_finish));
+  }
+  // Asleep (unloaded while idle): wait for the load; what fails after this goes out on the channel.
+  if (!manager_->Servable(parsed.model, std::nullopt).ok()) return handle.status();
+  auto pending = std::make_shared<ParsedGeneration>(std::move(parsed));
+  const std::string model = pending->model;
+  manager_->Acquire(model, std::nullopt, std::nullopt,
+                    [this, pending, api, cancel, channel, on_finish](Result<AcquiredModel> got) {
+                      Status s = got.ok() ? StartOn(std::move(got->handle), std::move(*pending), api, cancel, channel,
+                                                    on_finish)
+                                          : got.status();
+                      if (!s.ok()) channel->Reply(HttpStatusFor(s.code()), ErrorBody(api, s));
+                    });
+  return Status::Ok();
+}
+
+Status CompletionService::StartOn(ModelHandle handle, ParsedGeneration&& parsed, TextApi api,
+                                  std::shared_ptr<CancelToken> cancel, std::shared_ptr<GenerationChannel> channel,
+                                  std::function<void()> on_finish) {
   GenerationScheduler* generator = handle->scheduler().generator();
   if (generator == nullptr) {
     return InvalidArgument(fmt::format("model '{}' is not a language model; use /v2/models/{}/infer", parsed.model,

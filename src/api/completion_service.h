@@ -77,6 +77,9 @@ class CompletionService {
  private:
   Status StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
                      std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish);
+  // StartParsed once the model is loaded (at once, or after a sleeping model woke).
+  Status StartOn(ModelHandle handle, ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
+                 std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish);
   ModelManager* manager_;
   std::mutex mu_;
   uint64_t next_generation_ = 0;

@@ -110,14 +110,16 @@ Status CheckRequestedOutputs(const ModelConfig& config, const InferRequest& requ
 
 Status InferenceService::Validate(std::string_view model, std::optional<int64_t> version,
                                   const InferRequest& request) const {
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, version));
-  const ModelConfig& config = handle->config();
+  Result<ModelHandle> handle = manager_->Get(model, version);  // wakes a sleeping model: work is coming
+  // Asleep or waking: the config's checks only; the pre-processing is checked when the job runs.
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config,
+                         handle.ok() ? Result<ModelConfig>((*handle)->config()) : manager_->ConfigOf(model, version));
   FERRY_RETURN_IF_ERROR(CheckRequestedOutputs(config, request, model));
   std::vector<Tensor> inputs = request.inputs;  // shares the buffers; ordering works on the copy
   FERRY_ASSIGN_OR_RETURN(int64_t batch, ValidateAndOrderInputs(config, &inputs));
   FERRY_RETURN_IF_ERROR(CheckRequestKey(config, request, batch));
   // Pre-processing too, so that a job whose image cannot be decoded is refused when submitted.
-  if (const InputTransform* transform = handle->transform()) {
+  if (const InputTransform* transform = handle.ok() ? (*handle)->transform() : nullptr) {
     FERRY_RETURN_IF_ERROR(transform->Apply(std::move(inputs), batch).status());
   }
   return Status::Ok();
@@ -149,14 +151,47 @@ void InferenceService::Infer(std::string_view model, std::optional<int64_t> vers
                              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority) {
   const SteadyTime start = std::chrono::steady_clock::now();
   Result<ModelHandle> handle = manager_->Get(model, version);
-  if (!handle.ok()) return done(handle.status());
-  const ModelConfig& config = (*handle)->config();
+  if (!handle.ok()) {
+    if (handle.status().code() != StatusCode::kUnavailable) return done(handle.status());
+    return InferCold(model, version, std::move(request), std::move(cancel), std::move(done), priority, start);
+  }
+  InferWith(std::move(handle).value(), model, version, std::move(request), std::move(cancel), std::move(done),
+            priority, start);
+}
+
+void InferenceService::InferCold(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
+                                 std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority,
+                                 SteadyTime start) {
+  Result<std::optional<int64_t>> timeout_us = RequestTimeoutUs(request.parameters);
+  if (!timeout_us.ok()) return done(timeout_us.status());
+  std::optional<SteadyTime> deadline;
+  if (timeout_us->has_value() && **timeout_us > 0) deadline = start + Micros(**timeout_us);
+  auto pending = std::make_shared<InferRequest>(std::move(request));
+  std::string name(model);
+  // Waits only for a model asleep or waking; anything else not ready answers its error at once.
+  manager_->Acquire(model, version, deadline,
+                    [this, name, version, pending, cancel, done, priority, start](Result<AcquiredModel> got) {
+                      if (!got.ok()) return done(got.status());
+                      const int64_t waited_ms = MicrosSince(start) / 1000;
+                      InferDone tagged = [done, waited_ms](Result<InferResponse> r) {
+                        if (r.ok()) r->parameters["ferry_cold_start_ms"] = waited_ms;
+                        done(std::move(r));
+                      };
+                      InferWith(std::move(got->handle), name, version, std::move(*pending), cancel,
+                                std::move(tagged), priority, start);
+                    });
+}
+
+void InferenceService::InferWith(ModelHandle servable, std::string_view model, std::optional<int64_t> version,
+                                 InferRequest&& request, std::shared_ptr<CancelToken> cancel, InferDone done,
+                                 Priority priority, SteadyTime start) {
+  const ModelConfig& config = servable->config();  // the Live below keeps the servable alive
 
   if (Status outputs = CheckRequestedOutputs(config, request, model); !outputs.ok()) return done(outputs);
   Result<int64_t> batch = ValidateAndOrderInputs(config, &request.inputs);
   if (!batch.ok()) return done(batch.status());
   const bool hybrid = config.precomputed.has_value() || config.response_cache;
-  auto live = std::make_shared<Live>(Live{std::move(handle).value(), version, std::string(model), std::move(request),
+  auto live = std::make_shared<Live>(Live{std::move(servable), version, std::string(model), std::move(request),
                                           *batch, std::move(cancel), std::move(done), priority, start});
   if (hybrid) return InferHybrid(std::move(live));
   RunLive(std::move(live));
@@ -221,8 +256,7 @@ void InferenceService::RunLive(std::shared_ptr<Live> live) {
 }
 
 Result<ImageInput> InferenceService::ImageInputOf(std::string_view model) const {
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, std::nullopt));
-  const ModelConfig& config = handle->config();
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config, manager_->ConfigOf(model, std::nullopt));
   if (!config.preprocess) {
     return InvalidArgument(fmt::format("model '{}' takes no frames: its config has no preprocess block", model));
   }
@@ -230,17 +264,16 @@ Result<ImageInput> InferenceService::ImageInputOf(std::string_view model) const 
 }
 
 Status InferenceService::ModelReady(std::string_view model, std::optional<int64_t> version) const {
-  return manager_->Get(model, version).status();
+  return manager_->Servable(model, version);
 }
 
 Result<std::string> InferenceService::ModelMetadataJson(std::string_view model, std::optional<int64_t> version) const {
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, version));
-  const ModelConfig& config = handle->config();
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config, manager_->ConfigOf(model, version));  // never wakes it
   std::string out;
   JsonWriter w(&out);
   w.BeginObject().Key("name").String(config.name).Key("versions").BeginArray();
   for (const VersionStatus& s : manager_->Index()) {
-    if (s.model == config.name && s.state == VersionState::kReady) w.String(std::to_string(s.version));
+    if (s.model == config.name && (s.state == VersionState::kReady || s.asleep)) w.String(std::to_string(s.version));
   }
   w.EndArray().Key("platform").String(config.platform).Key("inputs");
   WriteTensorSpecs(w, config, config.inputs);
@@ -251,12 +284,15 @@ Result<std::string> InferenceService::ModelMetadataJson(std::string_view model, 
 }
 
 Result<std::string> InferenceService::ModelConfigJson(std::string_view model, std::optional<int64_t> version) const {
-  FERRY_ASSIGN_OR_RETURN(ModelHandle handle, manager_->Get(model, version));
-  return ModelConfigToTritonJson(handle->config());
+  FERRY_ASSIGN_OR_RETURN(const ModelConfig config, manager_->ConfigOf(model, version));
+  return ModelConfigToTritonJson(config);
 }
 
 void InferenceService::UpdateGauges() const {
   UpdateHybridGauges();
+  for (const VersionStatus& s : manager_->Index()) {
+    if (s.version > 0) metrics_->SetModelMemory(s.model, std::to_string(s.version), static_cast<double>(s.memory_bytes));
+  }
   for (const ModelHandle& h : manager_->ReadyHandles()) {
     metrics_->For(h->config().name, std::to_string(h->version()))
         .queue_depth->Set(static_cast<double>(h->scheduler().QueueDepth()));

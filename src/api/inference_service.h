@@ -47,6 +47,9 @@ class InferenceService {
 
   // Calls `done` exactly once: inline for requests refused up front, else on an executor thread.
   // Job work passes Priority::kJob: it runs only while no online request waits for the model.
+  // A model asleep (unloaded while idle) is loaded first and the request waits for it, bounded by its
+  // timeout and the model's cold-start timeout; the answer then carries `ferry_cold_start_ms` (the
+  // time this request waited for the load) in its parameters.
   void Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority = Priority::kOnline);
 
@@ -65,6 +68,11 @@ class InferenceService {
 
  private:
   // One request on its way to an answer.
+  void InferWith(ModelHandle handle, std::string_view model, std::optional<int64_t> version,
+                 InferRequest&& request, std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority,
+                 SteadyTime start);
+  void InferCold(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
+                 std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority, SteadyTime start);
   struct Live {
     ModelHandle handle;
     std::optional<int64_t> version;  // as the caller named it

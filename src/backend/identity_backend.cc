@@ -11,8 +11,8 @@ namespace {
 
 class IdentityInstance final : public ModelInstance {
  public:
-  IdentityInstance(std::vector<std::string> output_names, int64_t delay_ms)
-      : output_names_(std::move(output_names)), delay_ms_(delay_ms) {}
+  IdentityInstance(std::vector<std::string> output_names, int64_t delay_ms, int64_t memory_mb)
+      : output_names_(std::move(output_names)), delay_ms_(delay_ms), ballast_(memory_mb * 1024 * 1024, 1) {}
 
   Result<std::vector<Tensor>> Execute(const std::vector<Tensor>& inputs) override {
     if (inputs.size() != output_names_.size()) return Internal("identity: input count changed after load");
@@ -26,6 +26,7 @@ class IdentityInstance final : public ModelInstance {
  private:
   std::vector<std::string> output_names_;
   int64_t delay_ms_;
+  std::vector<char> ballast_;  // load_memory_mb, written so that it is resident
 };
 
 class IdentityBackend final : public Backend {
@@ -51,16 +52,25 @@ class IdentityBackend final : public Backend {
     if (!std::filesystem::is_directory(version_dir, ec)) {
       return NotFound(fmt::format("identity model '{}': version folder missing", config.name));
     }
+    // execute_delay_ms as Triton's identity backend spells it; load_delay_ms makes a slow load (cold
+    // starts), load_memory_mb a large model (memory budgets).
     int64_t delay_ms = 0;
+    int64_t load_delay_ms = 0;
+    int64_t memory_mb = 0;
     for (const auto& [key, value] : config.backend_options) {
-      if (key != "execute_delay_ms") continue;  // Triton's identity backend spells it so
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), delay_ms);
-      if (ec != std::errc() || end != value.data() + value.size() || delay_ms < 0 || delay_ms > 60'000) {
-        return InvalidArgument(fmt::format("identity model '{}': execute_delay_ms must be 0..60000, got '{}'",
-                                           config.name, value));
+      if (key != "execute_delay_ms" && key != "load_delay_ms" && key != "load_memory_mb") continue;
+      int64_t& target = key == "execute_delay_ms" ? delay_ms : key == "load_delay_ms" ? load_delay_ms : memory_mb;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), target);
+      if (ec != std::errc() || end != value.data() + value.size() || target < 0 || target > 60'000) {
+        return InvalidArgument(fmt::format("identity model '{}': {} must be 0..60000, got '{}'", config.name, key,
+                                           value));
       }
     }
-    return std::unique_ptr<ModelInstance>(new IdentityInstance(std::move(names), delay_ms));
+    if (load_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(load_delay_ms));
+    if (memory_mb > 4096) {
+      return InvalidArgument(fmt::format("identity model '{}': load_memory_mb must be 0..4096", config.name));
+    }
+    return std::unique_ptr<ModelInstance>(new IdentityInstance(std::move(names), delay_ms, memory_mb));
   }
 };
 

@@ -235,6 +235,11 @@ void ServingRouter::Infer(HttpRequest&& request, std::string_view model, std::op
                       const std::string* name =
                           source == result->parameters.end() ? nullptr : std::get_if<std::string>(&source->second);
                       r.headers.emplace_back("x-ferry-source", name != nullptr ? *name : "live");
+                      if (auto cold = result->parameters.find("ferry_cold_start_ms"); cold != result->parameters.end()) {
+                        if (const int64_t* ms = std::get_if<int64_t>(&cold->second)) {
+                          r.headers.emplace_back("x-ferry-cold-start-ms", std::to_string(*ms));
+                        }
+                      }
                       if (encoded.body.size() > encoded.json_size) {
                         r.content_type = "application/octet-stream";
                         r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(encoded.json_size));

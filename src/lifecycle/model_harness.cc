@@ -12,6 +12,7 @@ std::string_view VersionStateName(VersionState state) {
     case VersionState::kDraining: return "UNLOADING";
     case VersionState::kUnloaded: return "UNAVAILABLE";
     case VersionState::kError: return "UNAVAILABLE";
+    case VersionState::kAsleep: return "READY";
   }
   return "UNKNOWN";
 }
@@ -22,9 +23,10 @@ bool IsLegalTransition(VersionState from, VersionState to) {
     case S::kNew: return to == S::kLoading;
     case S::kLoading: return to == S::kReady || to == S::kError;
     case S::kReady: return to == S::kDraining;
-    case S::kDraining: return to == S::kUnloaded;
+    case S::kDraining: return to == S::kUnloaded || to == S::kAsleep;
     case S::kUnloaded: return to == S::kLoading;
     case S::kError: return to == S::kLoading;
+    case S::kAsleep: return to == S::kLoading;
   }
   return false;
 }

@@ -2,10 +2,12 @@
 // The state machine of one model version. Legal transitions (anything else is a bug, refused):
 //
 //   New ──> Loading ──> Ready ──> Draining ──> Unloaded
-//              │                                  │
-//              └──> Error <── (retry) ──┐         └──> Loading   (loaded again)
-//                     └──> Loading ─────┘
+//              │                         │        │
+//              └──> Error <── (retry) ──┐│        └──> Loading   (loaded again)
+//                     └──> Loading ─────┘└──> Asleep ──> Loading   (woken by a request)
 //
+// Asleep: unloaded after sitting idle (scale to zero) but still wanted; the index shows it READY, since
+// a request is answered (it waits while the version loads).
 // A Ready version may load a replacement servable in the background (config or file change); it stays
 // Ready while that runs and swaps only when the replacement is ready. Confined to the manager's lock.
 #include <cstdint>
@@ -17,7 +19,7 @@
 
 namespace ferry {
 
-enum class VersionState { kNew, kLoading, kReady, kDraining, kUnloaded, kError };
+enum class VersionState { kNew, kLoading, kReady, kDraining, kUnloaded, kError, kAsleep };
 
 std::string_view VersionStateName(VersionState state);  // "LOADING", "READY", ... as the OIP index shows
 bool IsLegalTransition(VersionState from, VersionState to);

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <set>
 
 namespace ferry {
@@ -12,7 +14,9 @@ constexpr size_t kMaxQueuedLoaderJobs = 4096;
 
 ModelManager::ModelManager(ModelManagerOptions options, ServableFactory* factory)
     : options_(std::move(options)), factory_(factory), loaders_(std::max<size_t>(1, options_.loader_threads),
-                                                                kMaxQueuedLoaderJobs) {}
+                                                                kMaxQueuedLoaderJobs) {
+  if (options_.housekeeping_period.count() > 0) housekeeper_ = std::thread([this] { HousekeepingLoop(); });
+}
 
 ModelManager::~ModelManager() { Shutdown(); }
 
@@ -95,8 +99,10 @@ void ModelManager::ReconcileLocked(const std::string& name) {
     if (state == VersionState::kReady && (any_wanted_ready || model_removed || wanted_versions.empty())) {
       StartUnloadLocked(name, version, slot);
     }
-    if ((state == VersionState::kError || state == VersionState::kUnloaded || state == VersionState::kNew) &&
+    if ((state == VersionState::kError || state == VersionState::kUnloaded || state == VersionState::kNew ||
+         state == VersionState::kAsleep) &&
         slot.loading_fingerprint.empty()) {
+      FailWaitersLocked(slot, Unavailable(fmt::format("model '{}' version {} is no longer served", name, version)));
       it = model.versions.erase(it);
       continue;
     }
@@ -112,15 +118,17 @@ void ModelManager::StartLoadLocked(const std::string& name, int64_t version, con
   BeginWorkLocked();
   const bool posted = loaders_.Post([this, name, version, config, dir, fingerprint] {
     const auto start = std::chrono::steady_clock::now();
+    const int64_t resident_before = ResidentBytes();
     Result<ModelHandle> loaded = Internal("load did not run");
     try {
       loaded = factory_->Load(config, version, dir);
     } catch (const std::exception& e) {
       loaded = Internal(fmt::format("loading failed: {}", e.what()));
     }
+    const int64_t measured = std::max<int64_t>(0, ResidentBytes() - resident_before);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (options_.on_load) options_.on_load(name, version, seconds, loaded.status());
-    FinishLoad(name, version, fingerprint, std::move(loaded));
+    FinishLoad(name, version, fingerprint, std::move(loaded), measured);
   });
   if (!posted) {
     slot.loading_fingerprint.clear();
@@ -132,8 +140,9 @@ void ModelManager::StartLoadLocked(const std::string& name, int64_t version, con
 }
 
 void ModelManager::FinishLoad(const std::string& name, int64_t version, const std::string& fingerprint,
-                              Result<ModelHandle> loaded) {
+                              Result<ModelHandle> loaded, int64_t measured_bytes) {
   ModelHandle replaced;
+  WakeOutcome woke;
   {
     std::lock_guard lock(mu_);
     auto model_it = models_.find(name);
@@ -147,6 +156,15 @@ void ModelManager::FinishLoad(const std::string& name, int64_t version, const st
     } else {
       slot->loading_fingerprint.clear();
       if (loaded.ok()) {
+        slot->memory_bytes = std::max(slot->memory_bytes, measured_bytes);
+        if (options_.memory_budget_bytes > 0 && slot->memory_bytes > options_.memory_budget_bytes) {
+          replaced = std::move(loaded).value();  // drained below, like a replaced version
+          loaded = FailedPrecondition(TooLargeReason(slot->memory_bytes));
+        }
+      }
+      if (slot->waking) woke = FinishWakeLocked(name, version, *slot, loaded);
+      if (loaded.ok()) {
+        loaded.value()->Touch(options_.clock->Now());  // idle from now, not from the epoch
         slot->failed_fingerprint.clear();
         if (slot->harness.state() == VersionState::kLoading) {
           (void)slot->harness.TransitionTo(VersionState::kReady);
@@ -155,7 +173,9 @@ void ModelManager::FinishLoad(const std::string& name, int64_t version, const st
         }
         slot->serving = std::move(loaded).value();
         slot->serving_fingerprint = fingerprint;
-        spdlog::info("model '{}' version {} is ready", name, version);
+        spdlog::info("model '{}' version {} is ready ({} MiB resident)", name, version,
+                     slot->memory_bytes / (1024 * 1024));
+        (void)MakeRoomLocked(0, name, version);  // over the budget now: the least recently used idle sleep
       } else {
         slot->failed_fingerprint = fingerprint;
         const std::string reason = loaded.status().message();
@@ -171,6 +191,7 @@ void ModelManager::FinishLoad(const std::string& name, int64_t version, const st
       BeginWorkLocked();
     }
   }
+  woke.Deliver(options_.on_cold_start, name, version);
   if (replaced) {
     replaced->scheduler().Drain();  // on this loader thread: queued requests finish first
     std::lock_guard lock(mu_);
@@ -186,8 +207,10 @@ void ModelManager::StartUnloadLocked(const std::string& name, int64_t version, V
   slot.serving_fingerprint.clear();
   handle->Retire();
   BeginWorkLocked();
-  const bool posted = loaders_.Post([this, name, version, handle] {
+  const bool posted = loaders_.Post([this, name, version, handle]() mutable {
     handle->scheduler().Drain();
+    handle.reset();  // the last reference, unless a request still holds one
+    malloc_trim(0);  // give the freed model memory back to the system, not only to the allocator
     FinishUnload(name, version);
   });
   if (!posted) {
@@ -203,8 +226,15 @@ void ModelManager::FinishUnload(const std::string& name, int64_t version) {
   if (model_it != models_.end()) {
     auto v = model_it->second.versions.find(version);
     if (v != model_it->second.versions.end()) {
-      (void)v->second.harness.TransitionTo(VersionState::kUnloaded);
-      spdlog::info("model '{}' version {} unloaded", name, version);
+      VersionSlot& slot = v->second;
+      if (slot.slept && !shut_down_) {
+        (void)slot.harness.TransitionTo(VersionState::kAsleep, "asleep: unloaded while idle; the next request loads it");
+        spdlog::info("model '{}' version {} is asleep", name, version);
+        if (!slot.waiters.empty()) WakeLocked(name, version, slot);  // a request came while it drained
+      } else {
+        (void)slot.harness.TransitionTo(VersionState::kUnloaded);
+        spdlog::info("model '{}' version {} unloaded", name, version);
+      }
     }
     if (!shut_down_) ReconcileLocked(name);
   }
@@ -215,11 +245,15 @@ void ModelManager::EndWorkLocked() {
   if (--work_in_flight_ == 0) idle_cv_.notify_all();
 }
 
-Result<ModelHandle> ModelManager::Get(std::string_view name, std::optional<int64_t> version) const {
+Result<ModelHandle> ModelManager::Get(std::string_view name, std::optional<int64_t> version) {
   std::lock_guard lock(mu_);
+  return GetLocked(name, version);
+}
+
+Result<ModelHandle> ModelManager::GetLocked(std::string_view name, std::optional<int64_t> version) {
   auto model_it = models_.find(name);
   if (model_it == models_.end()) return NotFound(fmt::format("unknown model '{}'", name));
-  const ModelSlot& model = model_it->second;
+  ModelSlot& model = model_it->second;
   if (model.versions.empty()) {
     return NotFound(fmt::format("model '{}' is not available: {}", name,
                                 model.config_error.empty() ? "no version to serve" : model.config_error));
@@ -230,12 +264,19 @@ Result<ModelHandle> ModelManager::Get(std::string_view name, std::optional<int64
       return NotFound(fmt::format("model '{}' has no version {}", name, *version));
     }
     if (v->second.harness.state() != VersionState::kReady) {
+      if (v->second.slept) return WakingLocked(model_it->first, *version, v->second);
       return Unavailable(fmt::format("model '{}' version {} is not ready", name, *version));
     }
+    v->second.serving->Touch(options_.clock->Now());
     return v->second.serving;
   }
+  // The highest version that would answer: Ready, or asleep (woken now) or on its way to or from sleep.
   for (auto it = model.versions.rbegin(); it != model.versions.rend(); ++it) {
-    if (it->second.harness.state() == VersionState::kReady) return it->second.serving;
+    if (it->second.harness.state() == VersionState::kReady) {
+      it->second.serving->Touch(options_.clock->Now());
+      return it->second.serving;
+    }
+    if (it->second.slept) return WakingLocked(model_it->first, it->first, it->second);
   }
   return Unavailable(fmt::format("model '{}' has no ready version", name));
 }
@@ -251,7 +292,9 @@ std::vector<VersionStatus> ModelManager::Index() const {
     for (const auto& [version, slot] : model.versions) {
       std::string reason = slot.harness.reason();
       if (!model.config_error.empty()) reason = "config error (still serving the last good config): " + model.config_error;
-      out.push_back({name, version, slot.harness.state(), reason});
+      const VersionState state = slot.harness.state();
+      const bool resident = state == VersionState::kReady || state == VersionState::kLoading;
+      out.push_back({name, version, state, reason, state == VersionState::kAsleep, resident ? slot.memory_bytes : 0});
     }
   }
   return out;
@@ -275,12 +318,17 @@ bool ModelManager::WaitUntilIdle(std::chrono::milliseconds timeout) const {
 
 void ModelManager::Shutdown() {
   std::vector<ModelHandle> to_drain;
+  std::vector<Waiter> waiters;
+  std::vector<std::pair<AcquireDone, Status>> late;
   {
     std::lock_guard lock(mu_);
     if (shut_down_) return;
     shut_down_ = true;
+    housekeeping_cv_.notify_all();
+    late = std::exchange(late_failures_, {});
     for (auto& [name, model] : models_) {
       for (auto& [version, slot] : model.versions) {
+        for (Waiter& w : TakeWaiters(slot)) waiters.push_back(std::move(w));
         if (slot.serving) {
           slot.serving->Retire();
           to_drain.push_back(std::move(slot.serving));
@@ -289,6 +337,9 @@ void ModelManager::Shutdown() {
       }
     }
   }
+  if (housekeeper_.joinable()) housekeeper_.join();
+  for (Waiter& w : waiters) w.done(Unavailable("the server is shutting down"));
+  for (auto& [done, status] : late) done(status);
   for (auto& handle : to_drain) handle->scheduler().Drain();
   loaders_.Stop();
 }

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "backend/input_transform.h"
+#include "common/clock.h"
 #include "repository/model_config.h"
 #include "scheduling/scheduler.h"
 
@@ -31,6 +32,9 @@ class ServableModel {
   // Set by the manager before draining: a caller whose Submit was refused retries with a fresh handle.
   void Retire() { retired_.store(true); }
   bool retired() const { return retired_.load(); }
+  // When a request last took this version (the manager's idle clock for scale to zero).
+  void Touch(SteadyTime now) const { last_used_.store(now.time_since_epoch().count(), std::memory_order_relaxed); }
+  SteadyTime last_used() const { return SteadyTime(SteadyTime::duration(last_used_.load(std::memory_order_relaxed))); }
 
  private:
   const ModelConfig config_;
@@ -38,6 +42,7 @@ class ServableModel {
   std::unique_ptr<Scheduler> scheduler_;
   std::shared_ptr<const InputTransform> transform_;
   std::atomic<bool> retired_{false};
+  mutable std::atomic<SteadyTime::duration::rep> last_used_{0};
 };
 
 using ModelHandle = std::shared_ptr<ServableModel>;

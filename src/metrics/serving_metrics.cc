@@ -54,6 +54,12 @@ ServingMetrics::ServingMetrics()
                         .Help("Time to load a model version").Register(*registry_)),
       load_failures_(prometheus::BuildCounter().Name("ferry_model_load_failure_total")
                          .Help("Model version loads that failed").Register(*registry_)),
+      cold_start_seconds_(prometheus::BuildHistogram().Name("ferry_model_cold_start_duration_seconds")
+                              .Help("Time from the request that woke a sleeping model to the model ready")
+                              .Register(*registry_)),
+      model_memory_(prometheus::BuildGauge().Name("ferry_model_memory_bytes")
+                        .Help("Resident memory of a loaded model version, measured at its load; 0 while asleep")
+                        .Register(*registry_)),
       http_requests_(prometheus::BuildCounter().Name("ferry_http_requests_total")
                          .Help("HTTP requests by route and status code").Register(*registry_)),
       jobs_(prometheus::BuildGauge().Name("ferry_jobs").Help("Jobs in the store by state").Register(*registry_)),
@@ -158,6 +164,18 @@ void ServingMetrics::ObserveLoad(const std::string& model, const std::string& ve
   } else {
     load_failures_.Add(labels).Increment();
   }
+}
+
+void ServingMetrics::ObserveColdStart(const std::string& model, double seconds) {
+  std::lock_guard lock(mu_);
+  cold_start_seconds_
+      .Add({{"model", model}}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
+      .Observe(seconds);
+}
+
+void ServingMetrics::SetModelMemory(const std::string& model, const std::string& version, double bytes) {
+  std::lock_guard lock(mu_);
+  model_memory_.Add({{"model", model}, {"version", version}}).Set(bytes);
 }
 
 void ServingMetrics::CountHttpRequest(const std::string& route, int status) {

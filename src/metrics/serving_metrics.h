@@ -48,6 +48,10 @@ class ServingMetrics {
   ServingMetrics();
   ModelMetrics& For(const std::string& model, const std::string& version);
   void ObserveLoad(const std::string& model, const std::string& version, double seconds, bool ok);
+  // A model woken from sleep (scale to zero): from the request that woke it to Ready.
+  void ObserveColdStart(const std::string& model, double seconds);
+  // A version's resident memory as measured at its load (0 while asleep or unloaded).
+  void SetModelMemory(const std::string& model, const std::string& version, double bytes);
   // HTTP requests by route class and status code (e.g. "infer", 200).
   void CountHttpRequest(const std::string& route, int status);
   // Asynchronous jobs: how many are in each state ("queued", ...), each attempt's wait from submit to
@@ -98,6 +102,8 @@ class ServingMetrics {
   prometheus::Family<prometheus::Gauge>& queue_depth_;
   prometheus::Family<prometheus::Histogram>& load_seconds_;
   prometheus::Family<prometheus::Counter>& load_failures_;
+  prometheus::Family<prometheus::Histogram>& cold_start_seconds_;
+  prometheus::Family<prometheus::Gauge>& model_memory_;
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Gauge>& jobs_;
   prometheus::Family<prometheus::Histogram>& job_start_delay_;

@@ -45,6 +45,10 @@
 //     any_version: false         # default: an entry made by another model version is stale
 //     write_back: false          # true: a live answer to a keyed request is written into the table
 //   response_cache: true         # exact-match answer cache (Triton's {enable: true} also accepted)
+//   idle_unload_s: 300           # scale to zero: unload after this long unused (0 = never; default:
+//                                #   the server's --idle-unload-s); the next request loads it and waits
+//   cold_start_timeout_s: 60     # how long a request waits for a sleeping model to load (default:
+//                                #   the server's --cold-start-timeout-s), then 503 with Retry-After
 //
 // Integers are plain decimal (no 0x / octal spellings, no floats). An empty file means all defaults.
 #include <cstdint>
@@ -143,7 +147,12 @@ struct ModelConfig {
   std::optional<PreprocessConfig> preprocess;
   std::optional<PrecomputedConfig> precomputed;
   bool response_cache = false;
+  std::optional<double> idle_unload_s;         // nullopt: the server's default
+  std::optional<double> cold_start_timeout_s;  // nullopt: the server's default
 };
+
+// A language model (text generation through the generation scheduler), told by its config alone.
+inline bool GeneratesText(const ModelConfig& config) { return config.backend == "llama_cpp"; }
 
 // The config the backend sees: with pre-processing, the public input is replaced by the tensor it
 // produces (in its place in `inputs`); otherwise `config` itself.

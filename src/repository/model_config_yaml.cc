@@ -261,6 +261,19 @@ Status ParseResponseCache(const YAML::Node& node, ModelConfig* out) {
   return GetBool(node["enable"], "response_cache.enable", &out->response_cache);
 }
 
+// A duration in seconds within 0..one year (0 only where `zero_ok`).
+Status GetSeconds(const YAML::Node& node, std::string_view path, bool zero_ok, std::optional<double>* out) {
+  double seconds = 0;
+  FERRY_RETURN_IF_ERROR(GetDouble(node, path, &seconds));
+  constexpr double kYear = 365.0 * 24 * 3600;
+  if (seconds < 0 || (!zero_ok && seconds == 0) || seconds > kYear) {
+    return InvalidArgument(fmt::format("{} must be {} seconds up to one year ({}), got {}{}", path,
+                                       zero_ok ? "0 (never) or more" : "more than 0", kYear, seconds, Line(node)));
+  }
+  *out = seconds;
+  return Status::Ok();
+}
+
 // Fills `out` from the document root; `*has_name` tells whether the config named itself.
 Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
   *has_name = false;
@@ -269,7 +282,7 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
       root, "",
       {"name", "backend", "platform", "model_filename", "max_batch_size", "inputs", "outputs",
        "version_policy", "dynamic_batching", "instance_group", "max_queue_size", "default_timeout_ms",
-       "parameters", "preprocess", "precomputed", "response_cache"}));
+       "parameters", "preprocess", "precomputed", "response_cache", "idle_unload_s", "cold_start_timeout_s"}));
   if (const YAML::Node n = root["name"]) {
     *has_name = true;
     FERRY_RETURN_IF_ERROR(GetString(n, "name", &out->name));
@@ -308,6 +321,12 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
   if (const YAML::Node n = root["preprocess"]) FERRY_RETURN_IF_ERROR(ParsePreprocess(n, out));
   if (const YAML::Node n = root["precomputed"]) FERRY_RETURN_IF_ERROR(ParsePrecomputed(n, out));
   if (const YAML::Node n = root["response_cache"]) FERRY_RETURN_IF_ERROR(ParseResponseCache(n, out));
+  if (const YAML::Node n = root["idle_unload_s"]) {
+    FERRY_RETURN_IF_ERROR(GetSeconds(n, "idle_unload_s", /*zero_ok=*/true, &out->idle_unload_s));
+  }
+  if (const YAML::Node n = root["cold_start_timeout_s"]) {
+    FERRY_RETURN_IF_ERROR(GetSeconds(n, "cold_start_timeout_s", /*zero_ok=*/false, &out->cold_start_timeout_s));
+  }
   return Status::Ok();
 }
 

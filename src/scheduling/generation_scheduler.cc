@@ -111,6 +111,11 @@ size_t GenerationScheduler::QueueDepth() const {
   return WaitingLocked();
 }
 
+size_t GenerationScheduler::InFlight() const {
+  std::lock_guard lock(mu_);
+  return WaitingLocked() + static_cast<size_t>(running_);
+}
+
 size_t GenerationScheduler::WaitingLocked() const {
   return waiting_[0].size() + waiting_[1].size() + waiting_[2].size();
 }

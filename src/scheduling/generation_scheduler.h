@@ -89,6 +89,7 @@ class GenerationScheduler final : public Scheduler {
   Status Submit(InferenceTask&& task) override;
   size_t QueueDepth() const override;
   size_t QueueCapacity() const override { return options_.max_waiting; }
+  size_t InFlight() const override;
   void Drain() override;
   GenerationScheduler* generator() override { return this; }
 

@@ -28,6 +28,9 @@ struct ServeFlags {
   size_t max_infer_body_mb = 64;
   size_t max_connections = 4096;
   int loader_threads = 1;
+  double idle_unload_secs = 0;
+  double cold_start_timeout_secs = 60;
+  int64_t model_memory_budget_mb = 0;
   std::string default_onnx_backend{kDefaultOnnxBackend};
   std::string data_dir = "data";
   std::string job_durability = "durable";
@@ -70,6 +73,9 @@ int Serve(const ServeFlags& f) {
   options.admin.admin_key = f.admin_key;
   options.admin.management_enabled = !f.admin_key.empty();
   options.loader_threads = static_cast<size_t>(f.loader_threads);
+  options.idle_unload = std::chrono::milliseconds(static_cast<int64_t>(f.idle_unload_secs * 1000));
+  options.cold_start_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.cold_start_timeout_secs * 1000));
+  options.model_memory_budget_bytes = f.model_memory_budget_mb * 1024 * 1024;
   options.default_onnx_backend = f.default_onnx_backend;
   options.jobs_enabled = !f.no_jobs;
   options.data_dir = f.data_dir;
@@ -215,6 +221,19 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--max-connections", f.max_connections, "Open connections beyond this get a fast 503")
       ->capture_default_str();
   serve->add_option("--model-load-thread-count", f.loader_threads, "Threads loading models")->capture_default_str();
+  serve->add_option("--idle-unload-s", f.idle_unload_secs,
+                    "Scale to zero: unload a model unused this many seconds (0: never); the next request loads it "
+                    "and waits. A model's config.yaml idle_unload_s wins")
+      ->capture_default_str()->check(CLI::Range(0.0, 365.0 * 24 * 3600));
+  serve->add_option("--cold-start-timeout-s", f.cold_start_timeout_secs,
+                    "How long a request waits for a sleeping model to load before a 503 with Retry-After. A "
+                    "model's config.yaml cold_start_timeout_s wins")
+      ->capture_default_str()->check(CLI::Range(0.001, 365.0 * 24 * 3600));
+  serve->add_option("--model-memory-budget-mb", f.model_memory_budget_mb,
+                    "Resident memory the loaded models may take, MiB (0: no budget). Each version's load is "
+                    "measured; going over puts the least recently used idle models to sleep, and a model larger "
+                    "than the budget is refused")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   serve->add_option("--default-onnx-backend", f.default_onnx_backend,
                     "Backend for models whose config names none (opencv_dnn, openvino)")
       ->capture_default_str();

@@ -82,6 +82,15 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   manager_options.on_load = [metrics](const std::string& model, int64_t version, double seconds, const Status& st) {
     metrics->ObserveLoad(model, std::to_string(version), seconds, st.ok());
   };
+  manager_options.on_cold_start = [metrics](const std::string& model, int64_t version, double seconds,
+                                            const Status& st) {
+    if (st.ok()) metrics->ObserveColdStart(model, seconds);
+    spdlog::info("model '{}' version {} woke in {:.0f} ms{}", model, version, seconds * 1000,
+                 st.ok() ? "" : " and failed: " + st.message());
+  };
+  manager_options.default_idle_unload = s->options_.idle_unload;
+  manager_options.default_cold_start_timeout = s->options_.cold_start_timeout;
+  manager_options.memory_budget_bytes = s->options_.model_memory_budget_bytes;
   s->manager_ = std::make_unique<ModelManager>(std::move(manager_options), s->factory_.get());
   s->watcher_ = std::make_unique<RepositoryWatcher>(s->repository_.get(), s->manager_.get());
   s->inference_ = std::make_unique<InferenceService>(s->manager_.get(), s->metrics_.get());

@@ -42,6 +42,11 @@ struct ServerOptions {
   std::chrono::milliseconds exit_timeout{30'000};   // drain: longest wait for in-flight requests
   std::chrono::milliseconds startup_timeout{300'000};  // wait for initial loads before turning ready
   size_t loader_threads = 1;
+  // Scale to zero: models unused this long are unloaded (0: never) unless their config says otherwise;
+  // a request to a sleeping model waits up to cold_start_timeout for it to load.
+  std::chrono::milliseconds idle_unload{0};
+  std::chrono::milliseconds cold_start_timeout{60'000};
+  int64_t model_memory_budget_bytes = 0;  // 0: none; see ModelManagerOptions
   // The backend of a model whose config names none.
   std::string default_onnx_backend{kDefaultOnnxBackend};
   // Asynchronous jobs: an SQLite store at <data_dir>/jobs.db and a runner.

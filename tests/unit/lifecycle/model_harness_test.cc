@@ -30,10 +30,17 @@ TEST(ModelHarnessTest, DrainingToUnloaded) {
 TEST(ModelHarnessTest, UnloadedToLoading) {
   EXPECT_EQ(At({S::kLoading, S::kReady, S::kDraining, S::kUnloaded, S::kLoading}).state(), S::kLoading);
 }
+TEST(ModelHarnessTest, DrainingToAsleepWhenIdle) {
+  EXPECT_EQ(At({S::kLoading, S::kReady, S::kDraining, S::kAsleep}).state(), S::kAsleep);
+}
+TEST(ModelHarnessTest, AsleepToLoadingWhenWoken) {
+  EXPECT_EQ(At({S::kLoading, S::kReady, S::kDraining, S::kAsleep, S::kLoading}).state(), S::kLoading);
+  EXPECT_FALSE(At({S::kLoading, S::kReady, S::kDraining, S::kAsleep}).TransitionTo(S::kReady).ok());
+}
 TEST(ModelHarnessTest, ErrorToLoadingRetries) { EXPECT_EQ(At({S::kLoading, S::kError, S::kLoading}).state(), S::kLoading); }
 
 TEST(ModelHarnessTest, IllegalTransitionsAreRefusedAndStatePreserved) {
-  const S all[] = {S::kNew, S::kLoading, S::kReady, S::kDraining, S::kUnloaded, S::kError};
+  const S all[] = {S::kNew, S::kLoading, S::kReady, S::kDraining, S::kUnloaded, S::kError, S::kAsleep};
   int legal = 0;
   for (S from : all) {
     for (S to : all) {
@@ -44,7 +51,7 @@ TEST(ModelHarnessTest, IllegalTransitionsAreRefusedAndStatePreserved) {
       EXPECT_FALSE(IsLegalTransition(from, to));
     }
   }
-  EXPECT_EQ(legal, 7);  // exactly the edges drawn in the header
+  EXPECT_EQ(legal, 9);  // exactly the edges drawn in the header
   ModelHarness h = At({S::kLoading, S::kReady});
   Status s = h.TransitionTo(S::kLoading);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
@@ -58,6 +65,7 @@ TEST(ModelHarnessTest, StateNamesFollowTheRepositoryExtension) {
   EXPECT_EQ(VersionStateName(S::kLoading), "LOADING");
   EXPECT_EQ(VersionStateName(S::kError), "UNAVAILABLE");
   EXPECT_EQ(VersionStateName(S::kDraining), "UNLOADING");
+  EXPECT_EQ(VersionStateName(S::kAsleep), "READY");  // it answers requests, waiting for its load
 }
 
 }  // namespace

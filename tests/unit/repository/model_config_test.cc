@@ -460,3 +460,28 @@ TEST(ParseModelConfigTest, HybridBlockErrors) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+TEST(ParseModelConfigTest, ScaleToZeroFields) {
+  Result<ModelConfig> r = ParseModelConfig("idle_unload_s: 300\ncold_start_timeout_s: 2.5\n", "cnn");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->idle_unload_s, 300.0);
+  EXPECT_EQ(r->cold_start_timeout_s, 2.5);
+  Result<ModelConfig> never = ParseModelConfig("idle_unload_s: 0\n", "cnn");
+  ASSERT_TRUE(never.ok());
+  EXPECT_EQ(never->idle_unload_s, 0.0);
+  EXPECT_FALSE(never->cold_start_timeout_s.has_value());
+  EXPECT_FALSE(ParseModelConfig("", "cnn")->idle_unload_s.has_value());
+}
+
+TEST(ParseModelConfigTest, ScaleToZeroErrors) {
+  ExpectError("idle_unload_s: -1\n", "idle_unload_s must be 0 (never) or more");
+  ExpectError("idle_unload_s: soon\n", "idle_unload_s");
+  ExpectError("idle_unload_s: 1e12\n", "up to one year");
+  ExpectError("cold_start_timeout_s: 0\n", "cold_start_timeout_s must be more than 0");
+}
+
+}  // namespace
+}  // namespace ferry
