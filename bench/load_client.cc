@@ -9,6 +9,9 @@
 //
 // Run either for --duration-s seconds after --warmup-s seconds (only responses completing inside the
 // measured window count), or for --requests requests in total (no warm-up unless given).
+// With --rate R it is open loop instead: request k leaves at start + k/R on whichever connection is
+// free, whatever the answers take, and its latency counts from that slot (so a client that falls behind
+// does not hide the server's queueing); answers other than 200 are counted with their own latency.
 // Prints one JSON object: throughput_rps, latency_us {p50,p90,p99,min,max,mean}, errors, ...
 //
 //   bench_load_client --port 8000 --model cnn --input-name image --shape 1,3,224,224 --format binary
@@ -50,6 +53,7 @@ struct Options {
   double duration_s = 10;
   double warmup_s = -1;  // -1: 1 s with a duration, 0 with a request count
   int64_t requests = 0;
+  double rate = 0;  // > 0: open loop, this many requests/s over all connections (with a duration)
   std::string method = "POST";
   std::string path;  // GET: required; POST: default /v2/models/<model>[/versions/<v>]/infer
   std::string model = "identity";
@@ -297,6 +301,8 @@ bool ReadResponse(int fd, std::string& buf, Response* r, bool keep_text, std::st
 
 struct ThreadResult {
   std::vector<float> latency_us;
+  std::vector<float> rejected_latency_us;  // non-200 answers in the window
+  int64_t late_starts = 0;                 // open loop: sent > 1 ms after their slot (no free connection)
   int64_t ok = 0;  // in the window
   int64_t non_200 = 0;
   int64_t transport_errors = 0;
@@ -339,6 +345,9 @@ int main(int argc, char** argv) {
   app.add_option("-d,--duration-s", o.duration_s, "Measured seconds (after the warm-up)")->capture_default_str();
   app.add_option("--warmup-s", o.warmup_s, "Unmeasured seconds first (default 1 with a duration, 0 with --requests)");
   app.add_option("-n,--requests", o.requests, "Total requests instead of a duration (0: use the duration)");
+  app.add_option("--rate", o.rate,
+                 "Open loop: requests per second at a constant arrival rate, whatever the answers take; "
+                 "latency counts from each request's slot (use enough connections)");
   app.add_option("--method", o.method, "GET or POST")->capture_default_str();
   app.add_option("--path", o.path, "Request target (GET; POST defaults to the model's infer path)");
   app.add_option("-m,--model", o.model)->capture_default_str();
@@ -370,6 +379,8 @@ int main(int argc, char** argv) {
                                     : measure_start + std::chrono::duration_cast<Clock::duration>(
                                                           std::chrono::duration<double>(o.duration_s));
   std::atomic<int64_t> last_done_ns{0};
+  std::atomic<int64_t> next_slot{0};
+  if (o.rate > 0 && by_count) Die("--rate takes a duration, not --requests");
 
   for (int i = 0; i < o.connections; ++i) {
     threads.emplace_back([&, i] {
@@ -380,7 +391,15 @@ int main(int argc, char** argv) {
       int fd = -1;
       bool printed = false;
       while (true) {
-        if (by_count) {
+        Clock::time_point slot_time{};
+        if (o.rate > 0) {
+          const int64_t slot = next_slot.fetch_add(1);
+          slot_time = start + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(static_cast<double>(slot) / o.rate));
+          if (slot_time >= measure_end) break;
+          std::this_thread::sleep_until(slot_time);
+          if (Clock::now() - slot_time > std::chrono::milliseconds(1) && slot_time >= measure_start) ++r.late_starts;
+        } else if (by_count) {
           if (remaining.fetch_sub(1) <= 0) break;
         } else if (Clock::now() >= measure_end) {
           break;
@@ -395,7 +414,7 @@ int main(int argc, char** argv) {
           }
           buf.clear();
         }
-        const auto t0 = Clock::now();
+        const auto t0 = o.rate > 0 ? slot_time : Clock::now();
         Response resp;
         const bool ok = SendAll(fd, request) && ReadResponse(fd, buf, &resp, o.print_response && !printed && i == 0, &error);
         const auto t1 = Clock::now();
@@ -415,7 +434,10 @@ int main(int argc, char** argv) {
         }
         const bool in_window = t1 >= measure_start && t1 <= measure_end;
         if (resp.status != 200) {
-          if (in_window) ++r.non_200;
+          if (in_window) {
+            ++r.non_200;
+            r.rejected_latency_us.push_back(std::chrono::duration<float, std::micro>(t1 - t0).count());
+          }
           if (r.first_error.empty()) r.first_error = fmt::format("HTTP {}", resp.status);
         } else if (in_window) {
           ++r.ok;
@@ -446,11 +468,15 @@ int main(int argc, char** argv) {
     window_s = o.duration_s;
   }
   std::vector<float> all;
+  std::vector<float> rejected;
+  int64_t late_starts = 0;
   int64_t ok = 0, non_200 = 0, transport = 0, reconnects = 0;
   size_t response_bytes = 0;
   std::string first_error, sample;
   for (auto& r : results) {
     all.insert(all.end(), r.latency_us.begin(), r.latency_us.end());
+    rejected.insert(rejected.end(), r.rejected_latency_us.begin(), r.rejected_latency_us.end());
+    late_starts += r.late_starts;
     ok += r.ok;
     non_200 += r.non_200;
     transport += r.transport_errors;
@@ -461,6 +487,7 @@ int main(int argc, char** argv) {
   }
   if (!sample.empty()) std::fprintf(stderr, "%s\n", sample.c_str());
   std::sort(all.begin(), all.end());
+  std::sort(rejected.begin(), rejected.end());
   double sum = 0;
   for (float v : all) sum += v;
   const double mean = all.empty() ? 0 : sum / static_cast<double>(all.size());
@@ -469,12 +496,14 @@ int main(int argc, char** argv) {
       "\"response_body_bytes\":%zu,\"warmup_s\":%.3f,\"window_s\":%.3f,\"ok\":%lld,\"non_200\":%lld,"
       "\"transport_errors\":%lld,\"reconnects\":%lld,\"errors\":%lld,\"throughput_rps\":%.2f,"
       "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"min\":%.1f,\"max\":%.1f,\"mean\":%.1f},"
+      "\"rejected_latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"rate\":%.2f,\"late_starts\":%lld,"
       "\"first_error\":\"%s\"}\n",
       o.connections, o.connections, o.format.c_str(), o.method.c_str(), request.size(), body_bytes, response_bytes,
       warmup, window_s, static_cast<long long>(ok), static_cast<long long>(non_200),
       static_cast<long long>(transport), static_cast<long long>(reconnects),
       static_cast<long long>(non_200 + transport), window_s > 0 ? static_cast<double>(ok) / window_s : 0.0,
       Percentile(all, 0.5), Percentile(all, 0.9), Percentile(all, 0.99), all.empty() ? 0.0 : all.front(),
-      all.empty() ? 0.0 : all.back(), mean, JsonEscape(first_error).c_str());
+      all.empty() ? 0.0 : all.back(), mean, Percentile(rejected, 0.5), Percentile(rejected, 0.99), o.rate,
+      static_cast<long long>(late_starts), JsonEscape(first_error).c_str());
   return (non_200 + transport) > 0 && ok == 0 ? 1 : 0;
 }

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <set>
 
 #include "api/status_mapping.h"
 #include "common/json_writer.h"
@@ -95,7 +96,7 @@ Status CompletionService::CheckJob(TextApi api, std::string_view body, const std
   const bool generates = handle.ok() ? (*handle)->scheduler().generator() != nullptr : false;
   if (!handle.ok()) {
     FERRY_ASSIGN_OR_RETURN(const ModelConfig config, manager_->ConfigOf(parsed.model, std::nullopt));
-    if (config.backend == "llama_cpp") return Status::Ok();  // asleep: a language model all the same
+    if (GeneratesText(config)) return Status::Ok();  // asleep: a language model all the same
   }
   if (!generates) {
     return InvalidArgument(fmt::format("model '{}' is not a language model; give an OIP v2 request ('inputs')", model));
@@ -116,10 +117,15 @@ Status CompletionService::StartParsed(ParsedGeneration&& parsed, TextApi api, st
   const std::string model = pending->model;
   manager_->Acquire(model, std::nullopt, std::nullopt,
                     [this, pending, api, cancel, channel, on_finish](Result<AcquiredModel> got) {
+                      const std::string client_id = pending->client_id;
                       Status s = got.ok() ? StartOn(std::move(got->handle), std::move(*pending), api, cancel, channel,
                                                     on_finish)
                                           : got.status();
-                      if (!s.ok()) channel->Reply(HttpStatusFor(s.code()), ErrorBody(api, s));
+                      if (s.ok()) return;
+                      // As the synchronous callers would: the generation ends, its error goes out.
+                      if (on_finish) on_finish();
+                      if (api == TextApi::kWebSocket) return channel->Stream(WebSocketError(client_id, s));
+                      channel->Reply(HttpStatusFor(s.code()), ErrorBody(api, s));
                     });
   return Status::Ok();
 }
@@ -184,6 +190,16 @@ std::string CompletionService::ListModelsJson() const {
     w.BeginObject().Key("id").String(handle->config().name).Key("object").String("model");
     w.Key("created").Int(0).Key("owned_by").String("ferry");
     w.Key("max_model_len").Int(generator->context_per_sequence()).EndObject();
+  }
+  // Asleep (unloaded while idle): listed all the same, since a request wakes it; its context length is
+  // known once loaded.
+  std::set<std::string> listed;
+  for (const VersionStatus& s : manager_->Index()) {
+    if (!s.asleep || !listed.insert(s.model).second) continue;
+    Result<ModelConfig> config = manager_->ConfigOf(s.model, std::nullopt);
+    if (!config.ok() || !GeneratesText(*config)) continue;
+    w.BeginObject().Key("id").String(s.model).Key("object").String("model");
+    w.Key("created").Int(0).Key("owned_by").String("ferry").EndObject();
   }
   w.EndArray().EndObject();
   return json;

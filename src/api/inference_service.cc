@@ -164,8 +164,13 @@ void InferenceService::InferCold(std::string_view model, std::optional<int64_t> 
                                  SteadyTime start) {
   Result<std::optional<int64_t>> timeout_us = RequestTimeoutUs(request.parameters);
   if (!timeout_us.ok()) return done(timeout_us.status());
+  // The request's timeout, else its model's default: a wait longer than that would only end in a 504.
+  int64_t bound_us = timeout_us->value_or(0);
+  if (!timeout_us->has_value()) {
+    if (Result<ModelConfig> config = manager_->ConfigOf(model, version); config.ok()) bound_us = config->default_timeout_us;
+  }
   std::optional<SteadyTime> deadline;
-  if (timeout_us->has_value() && **timeout_us > 0) deadline = start + Micros(**timeout_us);
+  if (bound_us > 0) deadline = start + Micros(bound_us);
   auto pending = std::make_shared<InferRequest>(std::move(request));
   std::string name(model);
   // Waits only for a model asleep or waking; anything else not ready answers its error at once.

@@ -61,6 +61,7 @@ Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, in
   options.planner.max_queue_delay = Micros(config.dynamic_batching.max_queue_delay_us);
   options.planner.preferred_batch_sizes = config.dynamic_batching.preferred_batch_sizes;
   options.max_queue_size = static_cast<size_t>(config.max_queue_size);
+  options.max_queue_wait = Micros(config.max_queue_wait_us);
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<DynamicBatcher> batcher,
                          DynamicBatcher::Create(std::move(options), std::move(instances)));
   return std::make_shared<ServableModel>(config, version, std::move(batcher), std::move(transform));

@@ -21,7 +21,7 @@ bool IsLegalTransition(VersionState from, VersionState to) {
   using S = VersionState;
   switch (from) {
     case S::kNew: return to == S::kLoading;
-    case S::kLoading: return to == S::kReady || to == S::kError;
+    case S::kLoading: return to == S::kReady || to == S::kError || to == S::kAsleep;
     case S::kReady: return to == S::kDraining;
     case S::kDraining: return to == S::kUnloaded || to == S::kAsleep;
     case S::kUnloaded: return to == S::kLoading;

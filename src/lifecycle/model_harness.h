@@ -4,7 +4,8 @@
 //   New ──> Loading ──> Ready ──> Draining ──> Unloaded
 //              │                         │        │
 //              └──> Error <── (retry) ──┐│        └──> Loading   (loaded again)
-//                     └──> Loading ─────┘└──> Asleep ──> Loading   (woken by a request)
+//                     └──> Loading ─────┘└──> Asleep <──> Loading   (woken by a request; back to
+//                                                                        sleep if the wake fails)
 //
 // Asleep: unloaded after sitting idle (scale to zero) but still wanted; the index shows it READY, since
 // a request is answered (it waits while the version loads).

@@ -96,11 +96,12 @@ void ModelManager::ReconcileLocked(const std::string& name) {
       continue;
     }
     const VersionState state = slot.harness.state();
-    if (state == VersionState::kReady && (any_wanted_ready || model_removed || wanted_versions.empty())) {
-      StartUnloadLocked(name, version, slot);
-    }
+    // Load before unload: a version no longer wanted serves (or sleeps, ready to wake) until a wanted one
+    // is Ready.
+    const bool superseded = any_wanted_ready || model_removed || wanted_versions.empty();
+    if (state == VersionState::kReady && superseded) StartUnloadLocked(name, version, slot);
     if ((state == VersionState::kError || state == VersionState::kUnloaded || state == VersionState::kNew ||
-         state == VersionState::kAsleep) &&
+         (state == VersionState::kAsleep && superseded)) &&
         slot.loading_fingerprint.empty()) {
       FailWaitersLocked(slot, Unavailable(fmt::format("model '{}' version {} is no longer served", name, version)));
       it = model.versions.erase(it);
@@ -155,14 +156,22 @@ void ModelManager::FinishLoad(const std::string& name, int64_t version, const st
       replaced = loaded.ok() ? loaded.value() : nullptr;  // nobody wants it any more
     } else {
       slot->loading_fingerprint.clear();
+      bool too_large = false;
       if (loaded.ok()) {
-        slot->memory_bytes = std::max(slot->memory_bytes, measured_bytes);
-        if (options_.memory_budget_bytes > 0 && slot->memory_bytes > options_.memory_budget_bytes) {
+        if (options_.memory_budget_bytes > 0 && measured_bytes > options_.memory_budget_bytes) {
           replaced = std::move(loaded).value();  // drained below, like a replaced version
-          loaded = FailedPrecondition(TooLargeReason(slot->memory_bytes));
+          loaded = FailedPrecondition(TooLargeReason(measured_bytes));
+          too_large = true;
+        } else {
+          // The same content may measure less when woken (the allocator reuses what it freed): keep the
+          // largest; new content is measured afresh.
+          slot->memory_bytes = fingerprint == slot->measured_fingerprint ? std::max(slot->memory_bytes, measured_bytes)
+                                                                          : measured_bytes;
+          slot->measured_fingerprint = fingerprint;
         }
       }
-      if (slot->waking) woke = FinishWakeLocked(name, version, *slot, loaded);
+      const bool was_wake = slot->waking;
+      if (was_wake) woke = FinishWakeLocked(name, version, *slot, loaded);
       if (loaded.ok()) {
         loaded.value()->Touch(options_.clock->Now());  // idle from now, not from the epoch
         slot->failed_fingerprint.clear();
@@ -176,8 +185,15 @@ void ModelManager::FinishLoad(const std::string& name, int64_t version, const st
         spdlog::info("model '{}' version {} is ready ({} MiB resident)", name, version,
                      slot->memory_bytes / (1024 * 1024));
         (void)MakeRoomLocked(0, name, version);  // over the budget now: the least recently used idle sleep
+      } else if (was_wake && !too_large) {
+        // A model that served before it slept is not broken by one failed wake: asleep again, the next
+        // request tries again.
+        const std::string reason = loaded.status().message();
+        spdlog::error("model '{}' version {} failed to wake: {}", name, version, reason);
+        (void)slot->harness.TransitionTo(VersionState::kAsleep, "asleep: its last wake failed: " + reason);
       } else {
         slot->failed_fingerprint = fingerprint;
+        slot->slept.reset();
         const std::string reason = loaded.status().message();
         spdlog::error("model '{}' version {} failed to load: {}", name, version, reason);
         if (slot->harness.state() == VersionState::kLoading) {
@@ -215,7 +231,7 @@ void ModelManager::StartUnloadLocked(const std::string& name, int64_t version, V
   });
   if (!posted) {
     handle->scheduler().Drain();  // shutting down: drain inline rather than leak a Draining version
-    (void)slot.harness.TransitionTo(VersionState::kUnloaded);
+    (void)slot.harness.TransitionTo(slot.slept ? VersionState::kAsleep : VersionState::kUnloaded);
     EndWorkLocked();
   }
 }
@@ -230,13 +246,20 @@ void ModelManager::FinishUnload(const std::string& name, int64_t version) {
       if (slot.slept && !shut_down_) {
         (void)slot.harness.TransitionTo(VersionState::kAsleep, "asleep: unloaded while idle; the next request loads it");
         spdlog::info("model '{}' version {} is asleep", name, version);
-        if (!slot.waiters.empty()) WakeLocked(name, version, slot);  // a request came while it drained
       } else {
         (void)slot.harness.TransitionTo(VersionState::kUnloaded);
         spdlog::info("model '{}' version {} unloaded", name, version);
       }
     }
-    if (!shut_down_) ReconcileLocked(name);
+    if (!shut_down_) {
+      ReconcileLocked(name);  // drops it (failing its waiters) if it was removed or superseded meanwhile
+      // A request came while it drained: wake it, if it is still there.
+      if (auto m = models_.find(name); m != models_.end()) {
+        if (auto w = m->second.versions.find(version); w != m->second.versions.end() && !w->second.waiters.empty()) {
+          WakeLocked(name, version, w->second);
+        }
+      }
+    }
   }
   EndWorkLocked();
 }

@@ -139,7 +139,8 @@ class ModelManager {
     bool waking = false;                // the running load is a wake (its time is a cold start)
     SteadyTime wake_started{};
     std::vector<Waiter> waiters;        // requests waiting for this version to wake
-    int64_t memory_bytes = 0;           // the largest resident growth one of its loads caused
+    int64_t memory_bytes = 0;           // the largest resident growth a load of this content caused
+    std::string measured_fingerprint;   // the content memory_bytes was measured on
   };
   struct ModelSlot {
     std::optional<WantedModel> wanted;  // nullopt: the model is to be removed

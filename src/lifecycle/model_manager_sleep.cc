@@ -94,7 +94,7 @@ ModelManager::WakeOutcome ModelManager::FinishWakeLocked(const std::string& name
   }
   out.waiters = TakeWaiters(slot);
   slot.waking = false;
-  slot.slept.reset();
+  if (loaded.ok()) slot.slept.reset();  // a failed wake leaves it asleep (FinishLoad)
   return out;
 }
 

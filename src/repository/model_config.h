@@ -27,6 +27,9 @@
 //   instance_group: {count: 1, threads: 2}   # executor instances; threads 0 = backend default
 //   max_queue_size: 64           # bounded per-model queue, > 0
 //   default_timeout_ms: 0        # 0 = none; stored as default_timeout_us
+//   max_queue_wait_ms: 0         # 0 = none; an online request whose expected queue wait (the work ahead
+//                                #   times the recent execution time) is longer is refused at once, 503
+//                                #   with Retry-After; one that could not finish before its deadline too
 //   parameters: {key: value}     # backend options; scalar values, kept as strings in file order
 //   preprocess:                  # image pre-processing run by the server (see PreprocessConfig)
 //     input: frame               # the public input: BYTES, one element per image
@@ -142,6 +145,7 @@ struct ModelConfig {
   int64_t threads_per_instance = 0; // 0: backend default
   int64_t max_queue_size = 64;      // bounded per-model queue; full -> 503
   int64_t default_timeout_us = 0;   // 0: none; a request still queued past it fails with 504
+  int64_t max_queue_wait_us = 0;    // 0: none; an online request expected to wait longer gets 503 now
   // Backend-specific string options (e.g. opencv target), passed through.
   std::vector<std::pair<std::string, std::string>> backend_options;
   std::optional<PreprocessConfig> preprocess;

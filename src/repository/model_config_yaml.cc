@@ -282,7 +282,8 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
       root, "",
       {"name", "backend", "platform", "model_filename", "max_batch_size", "inputs", "outputs",
        "version_policy", "dynamic_batching", "instance_group", "max_queue_size", "default_timeout_ms",
-       "parameters", "preprocess", "precomputed", "response_cache", "idle_unload_s", "cold_start_timeout_s"}));
+       "parameters", "preprocess", "precomputed", "response_cache", "idle_unload_s", "cold_start_timeout_s",
+       "max_queue_wait_ms"}));
   if (const YAML::Node n = root["name"]) {
     *has_name = true;
     FERRY_RETURN_IF_ERROR(GetString(n, "name", &out->name));
@@ -316,6 +317,14 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
           fmt::format("default_timeout_ms must be within 0..{}, got {}{}", kMaxMs, ms, Line(n)));
     }
     out->default_timeout_us = ms * 1000;
+  }
+  if (const YAML::Node n = root["max_queue_wait_ms"]) {
+    int64_t ms = 0;
+    FERRY_RETURN_IF_ERROR(GetInt(n, "max_queue_wait_ms", &ms));
+    if (ms < 0 || ms > 3'600'000) {
+      return InvalidArgument(fmt::format("max_queue_wait_ms must be within 0..3600000, got {}{}", ms, Line(n)));
+    }
+    out->max_queue_wait_us = ms * 1000;
   }
   if (const YAML::Node n = root["parameters"]) FERRY_RETURN_IF_ERROR(ParseParameters(n, out));
   if (const YAML::Node n = root["preprocess"]) FERRY_RETURN_IF_ERROR(ParsePreprocess(n, out));

@@ -141,7 +141,9 @@ Status DynamicBatcher::Submit(InferenceTask&& task) {
     if (queue.size() >= options_.max_queue_size) {
       return Unavailable(fmt::format("the model's queue is full ({} requests)", options_.max_queue_size));
     }
-    task.enqueue_time = options_.clock->Now();
+    const SteadyTime now = options_.clock->Now();
+    if (task.priority == Priority::kOnline) FERRY_RETURN_IF_ERROR(AdmitLocked(task, now));
+    task.enqueue_time = now;
     queue.push_back(Queued{std::move(task), std::move(key)});
   }
   cv_.notify_one();
@@ -162,6 +164,30 @@ void DynamicBatcher::Drain() {
   for (auto& t : executors_) {
     if (t.joinable()) t.join();
   }
+}
+
+Status DynamicBatcher::AdmitLocked(const InferenceTask& task, SteadyTime now) const {
+  const Micros service = service_time_.value();
+  if (service.count() <= 0) return Status::Ok();
+  const BatchPlannerOptions& plan = planner_.options();
+  WaitEstimateInput in;
+  in.tasks_ahead = queue_.size();
+  in.tasks_per_batch = plan.batching_enabled ? static_cast<size_t>(std::max<int64_t>(1, plan.max_batch_size)) : 1;
+  in.instances = instances_.size();
+  in.busy_instances = busy_;
+  in.service = service;
+  const Micros wait = ExpectedWait(in);
+  const double wait_ms = static_cast<double>(wait.count()) / 1000.0;
+  if (options_.max_queue_wait.count() > 0 && wait > options_.max_queue_wait) {
+    return Unavailable(fmt::format("the model is overloaded: about {:.1f} ms of work is queued ahead, over its "
+                                   "max_queue_wait_ms ({})", wait_ms, options_.max_queue_wait.count() / 1000));
+  }
+  if (task.deadline && now + wait + service > *task.deadline) {
+    return Unavailable(fmt::format("the model is overloaded: about {:.1f} ms of queued work and {:.1f} ms to run "
+                                   "would end past the request's deadline", wait_ms,
+                                   static_cast<double>(service.count()) / 1000.0));
+  }
+  return Status::Ok();
 }
 
 void DynamicBatcher::TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expired) {
@@ -213,6 +239,7 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
             batch.push_back(std::move(queue.front()));
             queue.pop_front();
           }
+          ++busy_;
           break;
         }
         // The planner's deadline is in the injected clock's time; wait the same span on the real clock.
@@ -229,8 +256,13 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
     }
     expired.clear();
     if (!batch.empty()) {
+      const SteadyTime start = options_.clock->Now();
       RunBatch(instance, batch);
       batch.clear();
+      const Micros took = std::chrono::duration_cast<Micros>(options_.clock->Now() - start);
+      std::lock_guard lock(mu_);
+      --busy_;
+      service_time_.Add(took);
     }
   }
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "scheduling/admission.h"
 #include "scheduling/batch_planner.h"
 #include "scheduling/scheduler.h"
 
@@ -21,6 +22,9 @@ struct DynamicBatcherOptions {
   BatchPlannerOptions planner;
   size_t max_queue_size = 64;     // tasks per queue (online, job, bulk); Submit says Unavailable beyond it
   bool model_has_batch_dim = true;  // false: inputs are passed through untouched, one task per run
+  // Online tasks are refused (Unavailable) when their expected wait (scheduling/admission.h) is over
+  // this bound (0: no bound) or would end past their deadline.
+  Micros max_queue_wait{0};
   const Clock* clock = &Clock::Real();
 };
 
@@ -46,6 +50,8 @@ class DynamicBatcher final : public Scheduler {
   void RunBatch(ModelInstance* instance, std::vector<Queued>& batch);
   // Completes queued tasks whose deadline passed or whose client went away. Caller holds mu_.
   void TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expired);
+  // Ok, or why an online task that would wait too long is refused now. Caller holds mu_.
+  Status AdmitLocked(const InferenceTask& task, SteadyTime now) const;
 
   const DynamicBatcherOptions options_;
   const BatchPlanner planner_;
@@ -58,6 +64,8 @@ class DynamicBatcher final : public Scheduler {
   std::deque<Queued> background_;  // Priority::kJob: runs only while queue_ is empty
   std::deque<Queued> bulk_;        // Priority::kBulk: runs only while both others are empty
   bool draining_ = false;
+  size_t busy_ = 0;           // executors running a batch
+  ServiceTime service_time_;  // of one execution, for admission by expected wait
 };
 
 // Concatenates tensors along dim 0 (same dtype, same trailing dims). Exposed for tests.

@@ -36,6 +36,8 @@ TEST(ModelHarnessTest, DrainingToAsleepWhenIdle) {
 TEST(ModelHarnessTest, AsleepToLoadingWhenWoken) {
   EXPECT_EQ(At({S::kLoading, S::kReady, S::kDraining, S::kAsleep, S::kLoading}).state(), S::kLoading);
   EXPECT_FALSE(At({S::kLoading, S::kReady, S::kDraining, S::kAsleep}).TransitionTo(S::kReady).ok());
+  // A wake that fails goes back to sleep.
+  EXPECT_EQ(At({S::kLoading, S::kReady, S::kDraining, S::kAsleep, S::kLoading, S::kAsleep}).state(), S::kAsleep);
 }
 TEST(ModelHarnessTest, ErrorToLoadingRetries) { EXPECT_EQ(At({S::kLoading, S::kError, S::kLoading}).state(), S::kLoading); }
 
@@ -51,7 +53,7 @@ TEST(ModelHarnessTest, IllegalTransitionsAreRefusedAndStatePreserved) {
       EXPECT_FALSE(IsLegalTransition(from, to));
     }
   }
-  EXPECT_EQ(legal, 9);  // exactly the edges drawn in the header
+  EXPECT_EQ(legal, 10);  // exactly the edges drawn in the header
   ModelHarness h = At({S::kLoading, S::kReady});
   Status s = h.TransitionTo(S::kLoading);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);

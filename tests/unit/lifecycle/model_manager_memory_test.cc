@@ -112,9 +112,35 @@ TEST_F(ModelManagerMemoryTest, AVersionLargerThanTheBudgetIsRefusedWithBothSizes
   EXPECT_EQ(StatusOf("small").state, VersionState::kReady);  // nothing evicted for a model that cannot fit
 }
 
+TEST_F(ModelManagerMemoryTest, ARefusedVersionLoadsOnceItsNewContentFits) {
+  Load("m", 150);
+  ASSERT_EQ(StatusOf("m").state, VersionState::kError);
+  WantedModel smaller = Sized("m", 30);
+  smaller.versions[0].fingerprint = "b";  // its files changed
+  manager_.Apply(smaller);
+  Settle();
+  EXPECT_EQ(StatusOf("m").state, VersionState::kReady);
+  EXPECT_EQ(StatusOf("m").memory_bytes, 30 * kMiB);
+}
+
+TEST_F(ModelManagerMemoryTest, ATooLargeReloadLeavesTheServingVersionAndItsSizeAlone) {
+  Load("m", 30);
+  Load("other", 30);
+  WantedModel bigger = Sized("m", 150);
+  bigger.versions[0].fingerprint = "b";
+  manager_.Apply(bigger);  // a background reload of the Ready version
+  Settle();
+  EXPECT_EQ(StatusOf("m").state, VersionState::kReady);
+  EXPECT_EQ(StatusOf("m").memory_bytes, 30 * kMiB);
+  manager_.Tick();
+  Settle();
+  EXPECT_EQ(StatusOf("other").state, VersionState::kReady);  // nothing evicted for it
+}
+
 TEST_F(ModelManagerMemoryTest, ABusyVersionIsNotEvictedUntilItIsIdle) {
   Load("a", 60);
   ModelHandle held = manager_.Get("a", std::nullopt).value();
+  clock_.Advance(1s);  // b's load comes later than a's last use
   Load("b", 60);  // over: a is busy, so both stay for now
   EXPECT_EQ(StatusOf("a").state, VersionState::kReady);
   EXPECT_EQ(StatusOf("b").state, VersionState::kReady);

@@ -266,7 +266,7 @@ TEST_F(ModelManagerSleepTest, AWaiterGivesUpAfterTheColdStartTimeout) {
   EXPECT_EQ(StatusOf("m").state, VersionState::kReady);  // the load itself goes on
 }
 
-TEST_F(ModelManagerSleepTest, AFailedWakeAnswersItsWaitersWithTheReason) {
+TEST_F(ModelManagerSleepTest, AFailedWakeAnswersItsWaitersAndTheNextRequestTriesAgain) {
   manager_.ApplyAll({Want("m")});
   Settle();
   Sleep("m");
@@ -276,7 +276,32 @@ TEST_F(ModelManagerSleepTest, AFailedWakeAnswersItsWaitersWithTheReason) {
   EXPECT_NE(got.status().message().find("failed to load after sleeping: corrupt model file"), std::string::npos)
       << got.status().message();
   Settle();
-  EXPECT_EQ(StatusOf("m").state, VersionState::kError);
+  VersionStatus s = StatusOf("m");
+  EXPECT_EQ(s.state, VersionState::kAsleep);  // it served before: not broken for good
+  EXPECT_NE(s.reason.find("its last wake failed: corrupt model file"), std::string::npos) << s.reason;
+  factory_.broken_versions.clear();  // whatever failed has passed
+  EXPECT_TRUE(Acquire("m")->Wait().ok());
+}
+
+TEST_F(ModelManagerSleepTest, ASleepingVersionServesUntilItsReplacementIsReady) {
+  manager_.ApplyAll({Want("m")});
+  Settle();
+  Sleep("m");
+  factory_.broken_versions.insert(2);
+  WantedModel v2 = Want("m");
+  v2.versions = {{2, "a"}};
+  manager_.ApplyAll({v2});  // a new version that fails to load
+  Settle();
+  Result<AcquiredModel> got = Acquire("m")->Wait();  // version 1 wakes and answers
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->handle->version(), 1);
+  factory_.broken_versions.clear();
+  got->handle.reset();
+  v2.versions = {{2, "b"}};  // fixed
+  manager_.ApplyAll({v2});
+  Settle();
+  EXPECT_EQ(manager_.Get("m", std::nullopt).value()->version(), 2);
+  EXPECT_EQ(manager_.Get("m", 1).status().code(), StatusCode::kNotFound);  // replaced, so gone
 }
 
 TEST_F(ModelManagerSleepTest, ASleepingModelRemovedLeavesTheIndex) {

@@ -485,3 +485,18 @@ TEST(ParseModelConfigTest, ScaleToZeroErrors) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+TEST(ParseModelConfigTest, MaxQueueWait) {
+  Result<ModelConfig> r = ParseModelConfig("max_queue_wait_ms: 50\n", "cnn");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->max_queue_wait_us, 50'000);
+  EXPECT_EQ(ParseModelConfig("", "cnn")->max_queue_wait_us, 0);
+  ExpectError("max_queue_wait_ms: -5\n", "max_queue_wait_ms must be within");
+  ExpectError("max_queue_wait_ms: 1.5\n", "max_queue_wait_ms");
+}
+
+}  // namespace
+}  // namespace ferry

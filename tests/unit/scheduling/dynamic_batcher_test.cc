@@ -282,3 +282,84 @@ TEST(DynamicBatcherTest, CreateNeedsAnInstance) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// Takes 10 ms of a fake clock per execution (then behaves as DoublingInstance, holds included).
+class ClockedInstance : public DoublingInstance {
+ public:
+  explicit ClockedInstance(FakeClock* clock) : clock_(clock) {}
+  Result<std::vector<Tensor>> Execute(const std::vector<Tensor>& inputs) override {
+    clock_->Advance(std::chrono::milliseconds(10));
+    return DoublingInstance::Execute(inputs);
+  }
+
+ private:
+  FakeClock* clock_;
+};
+
+class AdmissionTest : public ::testing::Test {
+ protected:
+  void Make(Micros max_wait) {
+    auto instance = std::make_unique<ClockedInstance>(&clock_);
+    instance_ = instance.get();
+    std::vector<std::unique_ptr<ModelInstance>> instances;
+    instances.push_back(std::move(instance));
+    DynamicBatcherOptions options;
+    options.planner = {1, false, Micros(0), {}};  // one task per execution
+    options.max_queue_size = 64;
+    options.max_queue_wait = max_wait;
+    options.clock = &clock_;
+    batcher_ = std::move(DynamicBatcher::Create(std::move(options), std::move(instances))).value();
+    // One execution teaches the batcher its service time (10 ms).
+    auto first = std::make_shared<Outcome>();
+    auto done = first->promise.get_future();
+    EXPECT_TRUE(batcher_->Submit(MakeTask({1, 1}, first)).ok());
+    EXPECT_TRUE(done.get().ok());
+    // The next one holds the instance busy.
+    instance_->Hold();
+    EXPECT_TRUE(batcher_->Submit(MakeTask({1, 1}, std::make_shared<Outcome>())).ok());
+    instance_->WaitRunning();
+  }
+  Status Submit(Priority priority = Priority::kOnline, std::optional<SteadyTime> deadline = std::nullopt) {
+    InferenceTask task = MakeTask({1, 1}, std::make_shared<Outcome>());
+    task.priority = priority;
+    task.deadline = deadline;
+    return batcher_->Submit(std::move(task));
+  }
+  void TearDown() override {
+    instance_->Release();
+    batcher_->Drain();
+  }
+  FakeClock clock_;
+  ClockedInstance* instance_ = nullptr;
+  std::unique_ptr<DynamicBatcher> batcher_;
+};
+
+TEST_F(AdmissionTest, AnOnlineTaskExpectedToWaitOverTheBoundIsRefusedAtOnce) {
+  Make(Micros(25'000));
+  EXPECT_TRUE(Submit().ok());  // 5 ms: half of the running execution
+  EXPECT_TRUE(Submit().ok());  // 15 ms
+  EXPECT_TRUE(Submit().ok());  // 25 ms: at the bound, not over
+  Status refused = Submit();   // 35 ms
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.message().find("about 35.0 ms of work is queued ahead, over its max_queue_wait_ms (25)"),
+            std::string::npos) << refused.message();
+  EXPECT_TRUE(Submit(Priority::kJob).ok());  // jobs and batches wait by design
+  EXPECT_EQ(batcher_->QueueDepth(), 4u);
+}
+
+TEST_F(AdmissionTest, AnOnlineTaskThatCannotMeetItsDeadlineIsRefusedAtOnce) {
+  Make(Micros(0));  // no bound: only deadlines
+  EXPECT_TRUE(Submit().ok());                                     // 5 ms wait
+  EXPECT_TRUE(Submit().ok());                                     // 15 ms
+  EXPECT_TRUE(Submit(Priority::kOnline, clock_.Now() + std::chrono::milliseconds(40)).ok());  // 25 + 10 <= 40
+  Status late = Submit(Priority::kOnline, clock_.Now() + std::chrono::milliseconds(40));      // 35 + 10 > 40
+  EXPECT_EQ(late.code(), StatusCode::kUnavailable);
+  EXPECT_NE(late.message().find("past the request's deadline"), std::string::npos) << late.message();
+  EXPECT_TRUE(Submit().ok());  // no deadline, no bound: queued
+}
+
+}  // namespace
+}  // namespace ferry

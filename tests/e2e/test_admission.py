@@ -1,0 +1,58 @@
+"""Admission by expected wait: a model with `max_queue_wait_ms` refuses at once the online requests that
+would wait longer than that (503 with Retry-After and a reason), while the ones it admits succeed, and
+jobs are never shed this way. An identity model taking 100 ms per request (one instance, no batching)
+with a 150 ms bound: with one request running, a second is expected to wait ~50 ms, a third ~150 ms, a
+fourth ~250 ms (refused).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import FerryServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("admission")
+    repo = root / "models"
+    (repo / "slow" / "1").mkdir(parents=True)
+    (repo / "slow" / "config.yaml").write_text(
+        "name: slow\nbackend: identity\nmax_batch_size: 0\n"
+        "inputs:\n  - {name: INPUT0, datatype: FP32, dims: [4]}\n"
+        "outputs:\n  - {name: OUTPUT0, datatype: FP32, dims: [4]}\n"
+        "parameters: {execute_delay_ms: 100}\nmax_queue_wait_ms: 150\nmax_queue_size: 64\n")
+    s = FerryServer(repo=repo, log_path=root / "ferry.log", extra_args=["--data-dir", str(root / "data")])
+    s.start()
+    yield s
+    assert s.stop() == 0, s.log_text()
+
+
+def infer(server, value: float):
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": [value] * 4}]}
+    return server.request("POST", "/v2/models/slow/infer", json.dumps(body).encode(), timeout=30)
+
+
+def test_requests_expected_to_wait_too_long_are_refused_at_once_and_the_rest_succeed(server):
+    assert infer(server, 0.0)[0] == 200  # teaches the model's execution time
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda i: infer(server, float(i)), range(12)))
+    codes = [a[0] for a in answers]
+    assert set(codes) <= {200, 503}, codes
+    assert codes.count(200) >= 2 and codes.count(503) >= 1, codes
+    for status, headers, body in answers:
+        if status == 503:
+            assert int(headers["retry-after"]) >= 1
+            assert "max_queue_wait_ms (150)" in json.loads(body)["error"], body
+        else:
+            assert json.loads(body)["outputs"][0]["data"][0] in [float(i) for i in range(12)]
+
+
+def test_jobs_are_queued_not_shed(server):
+    body = {"model": "slow", "request": {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4],
+                                                     "data": [1.0] * 4}]}}
+    codes = [server.request("POST", "/v1/jobs", json.dumps(body).encode())[0] for _ in range(8)]
+    assert codes == [202] * 8, codes
