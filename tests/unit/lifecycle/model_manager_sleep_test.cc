@@ -113,6 +113,12 @@ class ModelManagerSleepTest : public ::testing::Test {
     Settle();
     ASSERT_EQ(StatusOf(model).state, VersionState::kAsleep);
   }
+  // The usual start: `model` (default config) loaded, then put to sleep.
+  void LoadAsleep(const std::string& model) {
+    manager_.ApplyAll({Want(model)});
+    Settle();
+    Sleep(model);
+  }
   std::shared_ptr<Answer> Acquire(const std::string& model, std::optional<SteadyTime> deadline = std::nullopt) {
     auto answer = std::make_shared<Answer>();
     manager_.Acquire(model, std::nullopt, deadline, [answer](Result<AcquiredModel> r) { answer->Set(std::move(r)); });
@@ -142,9 +148,7 @@ TEST_F(ModelManagerSleepTest, AnIdleVersionSleepsOnlyAfterItsIdleTime) {
 }
 
 TEST_F(ModelManagerSleepTest, ReadsOfConfigAndReadinessNeverWakeIt) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   EXPECT_TRUE(manager_.Servable("m", std::nullopt).ok());
   EXPECT_TRUE(manager_.Servable("m", 1).ok());
   ASSERT_TRUE(manager_.ConfigOf("m", std::nullopt).ok());
@@ -157,9 +161,7 @@ TEST_F(ModelManagerSleepTest, ReadsOfConfigAndReadinessNeverWakeIt) {
 }
 
 TEST_F(ModelManagerSleepTest, AcquireWakesItAndWaits) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   factory_.Hold();
   std::shared_ptr<Answer> answer = Acquire("m");
   factory_.WaitForLoadStarts(2);
@@ -177,9 +179,7 @@ TEST_F(ModelManagerSleepTest, AcquireWakesItAndWaits) {
 }
 
 TEST_F(ModelManagerSleepTest, GetWakesItButAnswersUnavailableUntilReady) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   Result<ModelHandle> h = manager_.Get("m", std::nullopt);
   EXPECT_EQ(h.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(h.status().message().find("unloaded while idle"), std::string::npos) << h.status().message();
@@ -188,9 +188,7 @@ TEST_F(ModelManagerSleepTest, GetWakesItButAnswersUnavailableUntilReady) {
 }
 
 TEST_F(ModelManagerSleepTest, ManyWaitersShareOneLoad) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   factory_.Hold();
   std::vector<std::shared_ptr<Answer>> answers;
   for (int i = 0; i < 50; ++i) answers.push_back(Acquire("m"));
@@ -267,9 +265,7 @@ TEST_F(ModelManagerSleepTest, AWaiterGivesUpAfterTheColdStartTimeout) {
 }
 
 TEST_F(ModelManagerSleepTest, AFailedWakeAnswersItsWaitersAndTheNextRequestTriesAgain) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   factory_.broken_versions.insert(1);
   Result<AcquiredModel> got = Acquire("m")->Wait();
   EXPECT_EQ(got.status().code(), StatusCode::kUnavailable);
@@ -284,9 +280,7 @@ TEST_F(ModelManagerSleepTest, AFailedWakeAnswersItsWaitersAndTheNextRequestTries
 }
 
 TEST_F(ModelManagerSleepTest, ASleepingVersionServesUntilItsReplacementIsReady) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   factory_.broken_versions.insert(2);
   WantedModel v2 = Want("m");
   v2.versions = {{2, "a"}};
@@ -315,9 +309,7 @@ TEST_F(ModelManagerSleepTest, ASleepingModelRemovedLeavesTheIndex) {
 }
 
 TEST_F(ModelManagerSleepTest, ShutdownAnswersWaiters) {
-  manager_.ApplyAll({Want("m")});
-  Settle();
-  Sleep("m");
+  LoadAsleep("m");
   factory_.Hold();
   std::shared_ptr<Answer> answer = Acquire("m");
   factory_.WaitForLoadStarts(2);
