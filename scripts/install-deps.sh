@@ -24,6 +24,8 @@ packages=(
   libsqlite3-dev
   # webhook signatures (HMAC-SHA256) and https deliveries; unpinned so that security updates apply
   libssl-dev ca-certificates
+  # alert e-mail to an SMTP relay (libcurl's SMTP client); unpinned so that security updates apply
+  libcurl4-openssl-dev
   libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2
   libbenchmark-dev=1.7.1-1
   nlohmann-json3-dev=3.11.2-2

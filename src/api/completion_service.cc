@@ -22,12 +22,13 @@ int64_t UnixSeconds() {
 class ChannelSink final : public GenerationSink {
  public:
   ChannelSink(ResponseIdentity who, bool stream, bool include_usage, std::shared_ptr<GenerationChannel> channel,
-              std::function<void()> on_finish)
+              std::function<void()> on_finish, std::function<void(const GenerationStats&)> charge)
       : who_(std::move(who)),
         stream_(stream),
         include_usage_(include_usage),
         channel_(std::move(channel)),
-        on_finish_(std::move(on_finish)) {}
+        on_finish_(std::move(on_finish)),
+        charge_(std::move(charge)) {}
 
   // Chat streams open with the role; whichever thread gets here first sends it, before any text.
   void Begin() {
@@ -48,6 +49,7 @@ class ChannelSink final : public GenerationSink {
 
   void OnFinish(const Result<GenerationStats>& outcome) override {
     Begin();
+    if (outcome.ok() && charge_) charge_(*outcome);  // before the answer: a client reading usage sees it
     if (outcome.ok()) {
       if (stream_) {
         channel_->Stream(StreamEnd(who_, *outcome, include_usage_));
@@ -74,6 +76,7 @@ class ChannelSink final : public GenerationSink {
   const bool include_usage_;
   std::shared_ptr<GenerationChannel> channel_;
   std::function<void()> on_finish_;
+  std::function<void(const GenerationStats&)> charge_;
   std::once_flag begun_;
   std::string text_;
 };
@@ -82,10 +85,12 @@ class ChannelSink final : public GenerationSink {
 
 Status CompletionService::Start(TextApi api, std::string_view body, std::string_view model_from_path,
                                 bool force_stream, std::shared_ptr<CancelToken> cancel,
-                                std::shared_ptr<GenerationChannel> channel, Priority priority) {
+                                std::shared_ptr<GenerationChannel> channel, Priority priority,
+                                const std::string& caller) {
   FERRY_ASSIGN_OR_RETURN(ParsedGeneration parsed, ParseGenerationBody(api, body, model_from_path));
   if (force_stream) parsed.stream = true;
   parsed.request.priority = priority;
+  parsed.caller = caller;
   return StartParsed(std::move(parsed), api, std::move(cancel), std::move(channel), nullptr);
 }
 
@@ -106,6 +111,7 @@ Status CompletionService::CheckJob(TextApi api, std::string_view body, const std
 
 Status CompletionService::StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
                                       std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish) {
+  if (usage_ != nullptr) FERRY_RETURN_IF_ERROR(usage_->Admit(parsed.caller, parsed.model));
   Result<ModelHandle> handle = manager_->Get(parsed.model, std::nullopt);
   if (handle.ok()) {
     return StartOn(std::move(handle).value(), std::move(parsed), api, std::move(cancel), std::move(channel),
@@ -159,8 +165,14 @@ Status CompletionService::StartOn(ModelHandle handle, ParsedGeneration&& parsed,
     }
     if (on_finish) on_finish();
   };
+  std::function<void(const GenerationStats&)> charge;
+  if (usage_ != nullptr) {
+    charge = [usage = usage_, caller = parsed.caller, model = parsed.model](const GenerationStats& s) {
+      usage->Charge(UsageCharge{caller, model, UsageUnits{1, s.compute_us, s.prompt_tokens, s.completion_tokens}});
+    };
+  }
   auto sink = std::make_shared<ChannelSink>(std::move(who), parsed.stream, parsed.include_usage, channel,
-                                            std::move(finished));
+                                            std::move(finished), std::move(charge));
   parsed.request.sink = sink;
   parsed.request.cancel = std::move(cancel);
   Status queued = generator->Generate(std::move(parsed.request));
@@ -231,6 +243,7 @@ void CompletionService::Conversation::OnMessage(std::string_view message) {
   }
   Result<ParsedGeneration> parsed = ParseGenerationBody(TextApi::kWebSocket, message);
   if (!parsed.ok()) return channel_->Stream(WebSocketError(id, parsed.status()));
+  parsed->caller = caller_;
   const std::string client_id = parsed->client_id;
   auto cancel = CancelToken::Create();
   {

@@ -13,6 +13,7 @@
 #include "api/openai_codec.h"
 #include "common/cancel_token.h"
 #include "lifecycle/model_manager.h"
+#include "usage/usage_ledger.h"
 
 namespace ferry {
 
@@ -37,9 +38,12 @@ class CompletionService {
   // Starts a generation. A Status returned here means nothing was sent: the transport answers it with
   // ErrorBody(api, status) and the status's HTTP code. `model_from_path` is Triton's {m}.
   // `priority`: kJob for asynchronous jobs, kBulk for batch records (see GenerationRequest).
+  // `caller` is admitted by its budgets first and charged the generation's tokens and compute time.
   Status Start(TextApi api, std::string_view body, std::string_view model_from_path, bool force_stream,
                std::shared_ptr<CancelToken> cancel, std::shared_ptr<GenerationChannel> channel,
-               Priority priority = Priority::kOnline);
+               Priority priority = Priority::kOnline, const std::string& caller = "(none)");
+  // Cost accounting (see InferenceService::SetUsage); may be null.
+  void SetUsage(UsageLedger* usage) { usage_ = usage; }
 
   // For an asynchronous job: checks a generation body for `model` (which wins over the body's own) now,
   // so that a job that could never run is refused at submit. Jobs do not stream.
@@ -55,8 +59,9 @@ class CompletionService {
   class Conversation : public std::enable_shared_from_this<Conversation> {
    public:
     // Held by shared_ptr: generations still finishing refer to it weakly.
-    Conversation(CompletionService* service, std::shared_ptr<GenerationChannel> channel)
-        : service_(service), channel_(std::move(channel)) {}
+    Conversation(CompletionService* service, std::shared_ptr<GenerationChannel> channel,
+                 std::string caller = "(none)")
+        : service_(service), channel_(std::move(channel)), caller_(std::move(caller)) {}
     ~Conversation() { Close(); }
     // A text message from the client. Errors are answered on the channel; the connection stays open.
     void OnMessage(std::string_view message);
@@ -67,6 +72,7 @@ class CompletionService {
     void Finished(const std::string& id);
     CompletionService* service_;
     std::shared_ptr<GenerationChannel> channel_;
+    const std::string caller_;
     std::mutex mu_;
     std::map<std::string, std::shared_ptr<CancelToken>> running_;
     bool closed_ = false;
@@ -81,6 +87,7 @@ class CompletionService {
   Status StartOn(ModelHandle handle, ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
                  std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish);
   ModelManager* manager_;
+  UsageLedger* usage_ = nullptr;
   std::mutex mu_;
   uint64_t next_generation_ = 0;
   std::map<uint64_t, std::weak_ptr<CancelToken>> active_;  // for CancelAll

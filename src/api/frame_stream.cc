@@ -33,8 +33,8 @@ void WriteValues(JsonWriter& w, const Tensor& t) {
 
 }  // namespace
 
-FrameStream::FrameStream(InferenceService* inference, std::string model, Send send)
-    : inference_(inference), send_(std::move(send)), model_(std::move(model)) {}
+FrameStream::FrameStream(InferenceService* inference, std::string model, Send send, std::string caller)
+    : inference_(inference), send_(std::move(send)), caller_(std::move(caller)), model_(std::move(model)) {}
 
 void FrameStream::OnFrame(std::string_view bytes) {
   Frame frame;
@@ -88,6 +88,7 @@ void FrameStream::Run(Frame frame) {
     return Finished();
   }
   InferRequest request;
+  request.caller = caller_;
   Tensor t;
   t.name = input->name;
   t.dtype = DataType::kBytes;

@@ -22,7 +22,8 @@ class FrameStream : public std::enable_shared_from_this<FrameStream> {
  public:
   // Sends one text message to the client; must not block. Called from I/O and executor threads.
   using Send = std::function<void(std::string message)>;
-  FrameStream(InferenceService* inference, std::string model, Send send);
+  // Each frame is charged to `caller` (see InferRequest::caller).
+  FrameStream(InferenceService* inference, std::string model, Send send, std::string caller = "(none)");
 
   // A binary message: one frame. Its 0-based index on this stream names it in the answer.
   void OnFrame(std::string_view bytes);
@@ -47,6 +48,7 @@ class FrameStream : public std::enable_shared_from_this<FrameStream> {
 
   InferenceService* inference_;
   Send send_;
+  const std::string caller_;
   std::mutex mu_;
   std::string model_;
   int64_t next_index_ = 0;

@@ -150,6 +150,15 @@ InferResponse BuildInferResponse(const ModelConfig& config, int64_t version, con
 void InferenceService::Infer(std::string_view model, std::optional<int64_t> version, InferRequest&& request,
                              std::shared_ptr<CancelToken> cancel, InferDone done, Priority priority) {
   const SteadyTime start = std::chrono::steady_clock::now();
+  if (usage_ != nullptr) {
+    if (Status admitted = usage_->Admit(request.caller, std::string(model)); !admitted.ok()) return done(admitted);
+    // Every answer with a result is charged, whoever produced it (a table, the cache, the model).
+    done = [usage = usage_, caller = request.caller, name = std::string(model),
+            done = std::move(done)](Result<InferResponse> r) {
+      if (r.ok()) usage->Charge(UsageCharge{caller, name, UsageUnits{1, r->compute_us, 0, 0}});
+      done(std::move(r));
+    };
+  }
   Result<ModelHandle> handle = manager_->Get(model, version);
   if (!handle.ok()) {
     if (handle.status().code() != StatusCode::kUnavailable) return done(handle.status());
@@ -234,6 +243,7 @@ void InferenceService::RunLive(std::shared_ptr<Live> live) {
       }
       InferResponse response = BuildInferResponse(servable->config(), servable->version(), live->request,
                                                   std::move(outputs).value());
+      response.compute_us = t.charged_us;
       const int64_t rows = live->batch;
       metrics.success->Increment();
       metrics.inference_count->Increment(static_cast<double>(rows));

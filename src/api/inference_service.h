@@ -14,6 +14,7 @@
 #include "lifecycle/model_manager.h"
 #include "metrics/serving_metrics.h"
 #include "tensor/infer_message.h"
+#include "usage/usage_ledger.h"
 
 namespace ferry {
 
@@ -44,6 +45,9 @@ class InferenceService {
     const WallClock* wall_clock = &WallClock::Real();
   };
   void SetHybrid(Hybrid hybrid) { hybrid_ = hybrid; }
+  // Cost accounting: each request is first admitted by the caller's and the model's budgets
+  // (request.caller), and each answer is charged with its compute time. May be null (no accounting).
+  void SetUsage(UsageLedger* usage) { usage_ = usage; }
 
   // Calls `done` exactly once: inline for requests refused up front, else on an executor thread.
   // Job work passes Priority::kJob: it runs only while no online request waits for the model.
@@ -94,6 +98,7 @@ class InferenceService {
   ModelManager* manager_;
   ServingMetrics* metrics_;
   Hybrid hybrid_;
+  UsageLedger* usage_ = nullptr;
 };
 
 // parameters.key of a request (a string, or an integer as its decimal text), checked: nullopt without one.

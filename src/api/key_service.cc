@@ -53,14 +53,16 @@ Result<ApiKey> ParseKeyBody(std::string_view body) {
 
 }  // namespace
 
-Status KeyService::Authorize(const std::string* authorization, std::string_view model,
-                             std::chrono::milliseconds* retry_after) {
-  if (!required_) return Status::Ok();
+Result<std::string> KeyService::Authorize(const std::string* authorization, std::string_view model,
+                                          std::chrono::milliseconds* retry_after) {
+  if (!required_) return std::string("(none)");
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization == nullptr || authorization->compare(0, kBearer.size(), kBearer) != 0) {
     return Unauthenticated("this server needs an API key: 'Authorization: Bearer <key>'");
   }
-  return registry_->Authorize(std::string_view(*authorization).substr(kBearer.size()), model, retry_after).status();
+  FERRY_ASSIGN_OR_RETURN(ApiKey key, registry_->Authorize(std::string_view(*authorization).substr(kBearer.size()),
+                                                          model, retry_after));
+  return key.name;
 }
 
 Result<std::string> KeyService::CreateJson(std::string_view body) {

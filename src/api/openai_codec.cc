@@ -87,7 +87,9 @@ Result<std::vector<std::string>> StopField(element value) {
 void WriteUsage(JsonWriter& w, const GenerationStats& s) {
   w.Key("usage").BeginObject();
   w.Key("prompt_tokens").Int(s.prompt_tokens).Key("completion_tokens").Int(s.completion_tokens);
-  w.Key("total_tokens").Int(s.prompt_tokens + s.completion_tokens).EndObject();
+  w.Key("total_tokens").Int(s.prompt_tokens + s.completion_tokens);
+  // Ferry's own: the compute time this request is charged for (its share of the decodes it was in).
+  w.Key("compute_us").Int(s.compute_us).EndObject();
 }
 
 // llama.cpp's "timings" object.

@@ -24,6 +24,7 @@ struct ParsedGeneration {
   bool stream = false;
   bool include_usage = false;
   std::string client_id;      // WebSocket: the client's id for this generation
+  std::string caller = "(none)";  // who is charged (set by the transport, not read from the body)
 };
 
 // Parses and checks a request body. Unknown keys are ignored (clients send many); known keys with a

@@ -1,5 +1,6 @@
 #pragma once
 // The one error model of Ferry: every library call returns Status or Result<T>. Thread-compatible value types.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,9 +40,19 @@ class [[nodiscard]] Status {
   // Prefixes context to the message, keeping the code: "loading resnet v2: <message>".
   Status WithContext(std::string_view context) const;
 
+  // When the caller may try again (a spent budget: at the end of its period), for Retry-After; 0: the
+  // code's own default.
+  int64_t retry_after_s() const { return retry_after_s_; }
+  Status WithRetryAfter(int64_t seconds) const {
+    Status s = *this;
+    s.retry_after_s_ = seconds;
+    return s;
+  }
+
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  int64_t retry_after_s_ = 0;
 };
 
 inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }

@@ -71,9 +71,9 @@ class WebSocketChannel final : public GenerationChannel {
 
 class GenerationWebSocket final : public WebSocketEndpoint {
  public:
-  GenerationWebSocket(CompletionService* service, std::shared_ptr<WebSocketSender> sender)
+  GenerationWebSocket(CompletionService* service, std::shared_ptr<WebSocketSender> sender, std::string caller)
       : channel_(std::make_shared<WebSocketChannel>(sender)),
-        conversation_(std::make_shared<CompletionService::Conversation>(service, channel_)) {}
+        conversation_(std::make_shared<CompletionService::Conversation>(service, channel_, std::move(caller))) {}
   void OnMessage(std::string_view message, bool binary) override {
     if (binary) {
       channel_->Stream(WebSocketError({}, InvalidArgument("send generation requests as text (JSON) messages")));
@@ -112,7 +112,8 @@ void ServingRouter::HandleCompletionRoute(HttpRequest&& request, std::vector<std
   const TextApi api = parts[1] == "chat" ? TextApi::kChat : TextApi::kCompletions;
   if (request.method != "POST") return respond(MethodNotAllowed("POST"));
   auto channel = std::make_shared<HttpGenerationChannel>(respond);
-  Status started = completions_->Start(api, *request.body, {}, /*force_stream=*/false, std::move(cancel), channel);
+  Status started = completions_->Start(api, *request.body, {}, /*force_stream=*/false, std::move(cancel), channel,
+                                       Priority::kOnline, request.caller);
   if (!started.ok()) respond(GenerationError(api, started));
 }
 
@@ -122,7 +123,8 @@ void ServingRouter::Generate(HttpRequest&& request, std::string_view model, bool
   if (request.method != "POST") return respond(MethodNotAllowed("POST"));
   auto channel = std::make_shared<HttpGenerationChannel>(respond);
   Status started =
-      completions_->Start(TextApi::kTritonGenerate, *request.body, model, stream, std::move(cancel), channel);
+      completions_->Start(TextApi::kTritonGenerate, *request.body, model, stream, std::move(cancel), channel,
+                          Priority::kOnline, request.caller);
   if (!started.ok()) respond(GenerationError(TextApi::kTritonGenerate, started));
 }
 
@@ -141,11 +143,11 @@ std::shared_ptr<WebSocketEndpoint> ServingRouter::OpenWebSocket(const HttpReques
   if (const std::string_view path = request.Path(); path.starts_with(kFrames)) {
     const std::string_view model = path.substr(kFrames.size());
     if (model.empty() || model.find('/') != std::string_view::npos) return nullptr;
-    return OpenFrameSocket(model, std::move(sender));
+    return OpenFrameSocket(model, std::move(sender), request.caller);
   }
   if (completions_ == nullptr || request.Path() != "/v1/ws/generate") return nullptr;
   metrics_->CountHttpRequest("ws", 101);
-  return std::make_shared<GenerationWebSocket>(completions_, std::move(sender));
+  return std::make_shared<GenerationWebSocket>(completions_, std::move(sender), request.caller);
 }
 
 }  // namespace ferry

@@ -8,9 +8,11 @@ namespace {
 
 class FrameWebSocket final : public WebSocketEndpoint {
  public:
-  FrameWebSocket(InferenceService* inference, std::string model, std::shared_ptr<WebSocketSender> sender)
-      : stream_(std::make_shared<FrameStream>(inference, std::move(model),
-                                              [sender](std::string message) { sender->SendText(std::move(message)); })) {}
+  FrameWebSocket(InferenceService* inference, std::string model, std::shared_ptr<WebSocketSender> sender,
+                 std::string caller)
+      : stream_(std::make_shared<FrameStream>(
+            inference, std::move(model), [sender](std::string message) { sender->SendText(std::move(message)); },
+            std::move(caller))) {}
   void OnMessage(std::string_view message, bool binary) override {
     if (binary) return stream_->OnFrame(message);
     stream_->OnText(message);
@@ -28,11 +30,12 @@ bool ServingRouter::IsFrameRoute(const std::vector<std::string_view>& parts) {
 }
 
 std::shared_ptr<WebSocketEndpoint> ServingRouter::OpenFrameSocket(std::string_view model,
-                                                                  std::shared_ptr<WebSocketSender> sender) {
+                                                                  std::shared_ptr<WebSocketSender> sender,
+                                                                  const std::string& caller) {
   // Refused before the upgrade (404) when there is nothing to stream frames to.
   if (Result<ImageInput> input = inference_->ImageInputOf(model); !input.ok()) return nullptr;
   metrics_->CountHttpRequest("ws", 101);
-  return std::make_shared<FrameWebSocket>(inference_, std::string(model), std::move(sender));
+  return std::make_shared<FrameWebSocket>(inference_, std::string(model), std::move(sender), caller);
 }
 
 void ServingRouter::HandleFrameRoute(std::string_view model, HttpResponder& respond) {

@@ -22,6 +22,9 @@ struct HttpRequest {
   // For a route whose handler asked for it (HttpHandler::SpoolFolder): the file the body was written
   // to instead of `body`. The handler owns it and removes it.
   std::string body_file;
+  // Who sent it, once the router has checked its API key: the key's name, "(admin)" for the admin
+  // key, "(none)" with keys off.
+  std::string caller = "(none)";
 
   // The first header with this (lower-case) name, or nullptr.
   const std::string* Header(std::string_view lower_name) const {
@@ -112,8 +115,8 @@ class HttpHandler {
   // after its answer.
   virtual bool WatchForDisconnect(const HttpRequest& request) const { return false; }
   // A WebSocket upgrade the caller may not make (no or a wrong API key): the answer to send instead of
-  // upgrading; nullopt lets OpenWebSocket decide.
-  virtual std::optional<HttpResponse> RefuseUpgrade(const HttpRequest& request) { return std::nullopt; }
+  // upgrading; nullopt lets OpenWebSocket decide (and may set request.caller for it).
+  virtual std::optional<HttpResponse> RefuseUpgrade(HttpRequest& request) { return std::nullopt; }
   // A WebSocket upgrade request: the endpoint for it, or null to answer 404 (no WebSocket there).
   virtual std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
                                                            std::shared_ptr<WebSocketSender> sender) {

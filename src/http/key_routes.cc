@@ -23,14 +23,20 @@ std::string_view PathModel(const std::vector<std::string_view>& parts) {
 
 }  // namespace
 
-std::optional<HttpResponse> ServingRouter::CheckCaller(const HttpRequest& request,
-                                                       const std::vector<std::string_view>& parts) {
+std::optional<HttpResponse> ServingRouter::CheckCaller(HttpRequest& request, const std::vector<std::string_view>& parts) {
   if (keys_ == nullptr || IsOpenRoute(parts)) return std::nullopt;
   const std::string* authorization = request.Header("authorization");
-  if (authorization != nullptr && admin_->CheckAdmin(authorization).ok()) return std::nullopt;  // the operator
+  if (authorization != nullptr && admin_->CheckAdmin(authorization).ok()) {  // the operator
+    request.caller = "(admin)";
+    return std::nullopt;
+  }
   std::chrono::milliseconds retry_after{0};
-  Status s = keys_->Authorize(authorization, PathModel(parts), &retry_after);
-  if (s.ok()) return std::nullopt;
+  Result<std::string> caller = keys_->Authorize(authorization, PathModel(parts), &retry_after);
+  if (caller.ok()) {
+    request.caller = std::move(caller).value();
+    return std::nullopt;
+  }
+  const Status& s = caller.status();
   HttpResponse r = JsonResponse(HttpStatusFor(s.code()), EncodeErrorJson(s.message()));
   if (s.code() == StatusCode::kResourceExhausted) {
     r.headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(1, (retry_after.count() + 999) / 1000)));
@@ -39,7 +45,7 @@ std::optional<HttpResponse> ServingRouter::CheckCaller(const HttpRequest& reques
   return r;
 }
 
-std::optional<HttpResponse> ServingRouter::RefuseUpgrade(const HttpRequest& request) {
+std::optional<HttpResponse> ServingRouter::RefuseUpgrade(HttpRequest& request) {
   std::vector<std::string_view> parts;
   std::string_view path = request.Path();
   size_t pos = 0;

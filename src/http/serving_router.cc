@@ -66,9 +66,8 @@ HttpResponse ErrorResponse(const Status& status) { return ErrorResponse(status, 
 
 HttpResponse ErrorResponse(const Status& status, std::string body) {
   HttpResponse r = Json(HttpStatusFor(status.code()), std::move(body));
-  if (int retry = RetryAfterSecondsFor(status.code()); retry > 0) {
-    r.headers.emplace_back("Retry-After", std::to_string(retry));
-  }
+  const int64_t retry = status.retry_after_s() > 0 ? status.retry_after_s() : RetryAfterSecondsFor(status.code());
+  if (retry > 0) r.headers.emplace_back("Retry-After", std::to_string(retry));
   return r;
 }
 
@@ -116,6 +115,7 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
   }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "keys") return HandleKeyRoute(request, parts, counted);
   if (std::optional<HttpResponse> refused = CheckCaller(request, parts)) return counted(std::move(*refused));
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "usage") return HandleUsageRoute(request, parts, counted);
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
     return HandleJobsRoute(std::move(request), std::move(cancel), parts, counted);
   }
@@ -220,6 +220,7 @@ void ServingRouter::Infer(HttpRequest&& request, std::string_view model, std::op
   }
   Result<InferRequest> decoded = DecodeInferRequest(request.body, json_size);
   if (!decoded.ok()) return respond(ErrorResponse(decoded.status()));
+  decoded->caller = request.caller;
   if (const std::string* cache_control = request.Header("cache-control")) {
     decoded->cache_bypass = cache_control->find("no-cache") != std::string::npos ||
                             cache_control->find("no-store") != std::string::npos;
@@ -235,6 +236,7 @@ void ServingRouter::Infer(HttpRequest&& request, std::string_view model, std::op
                       const std::string* name =
                           source == result->parameters.end() ? nullptr : std::get_if<std::string>(&source->second);
                       r.headers.emplace_back("x-ferry-source", name != nullptr ? *name : "live");
+                      r.headers.emplace_back("x-ferry-compute-us", std::to_string(result->compute_us));
                       if (auto cold = result->parameters.find("ferry_cold_start_ms"); cold != result->parameters.end()) {
                         if (const int64_t* ms = std::get_if<int64_t>(&cold->second)) {
                           r.headers.emplace_back("x-ferry-cold-start-ms", std::to_string(*ms));

@@ -11,6 +11,7 @@
 #include "api/schedule_service.h"
 #include "api/key_service.h"
 #include "api/table_service.h"
+#include "api/usage_service.h"
 #include "common/thread_pool.h"
 #include "http/http_types.h"
 #include "metrics/serving_metrics.h"
@@ -39,6 +40,8 @@ class ServingRouter final : public HttpHandler {
   // API keys: every route but health, server metadata and /metrics then passes KeyService::Authorize
   // (the admin key passes too); /v1/keys manages them. Without it keys are off.
   void set_keys(KeyService* keys) { keys_ = keys; }
+  // /v1/usage answers 404 without it.
+  void set_usage(UsageService* usage) { usage_ = usage; }
 
   size_t BodyLimit(std::string_view method, std::string_view path) const override;
   std::string SpoolFolder(std::string_view method, std::string_view path) const override;
@@ -47,7 +50,7 @@ class ServingRouter final : public HttpHandler {
   bool WatchForDisconnect(const HttpRequest& request) const override;
   std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
                                                    std::shared_ptr<WebSocketSender> sender) override;
-  std::optional<HttpResponse> RefuseUpgrade(const HttpRequest& request) override;
+  std::optional<HttpResponse> RefuseUpgrade(HttpRequest& request) override;
 
  private:
   void HandleModelRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
@@ -66,8 +69,11 @@ class ServingRouter final : public HttpHandler {
   static bool IsBatchRoute(const std::vector<std::string_view>& parts);
   void HandleScheduleRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   // The answer refusing a caller without a fitting API key; nullopt lets it through (key_routes.cc).
-  std::optional<HttpResponse> CheckCaller(const HttpRequest& request, const std::vector<std::string_view>& parts);
+  // Sets request.caller to whom it lets through.
+  std::optional<HttpResponse> CheckCaller(HttpRequest& request, const std::vector<std::string_view>& parts);
   void HandleKeyRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
+  // /v1/usage, /v1/usage/config (usage_routes.cc).
+  void HandleUsageRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   // /v1/tables... (batch_routes.cc): publishes and drops need the admin key.
   void HandleTableRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   void HandleBatchRoute(HttpRequest&& request, std::shared_ptr<CancelToken> cancel,
@@ -77,7 +83,8 @@ class ServingRouter final : public HttpHandler {
   static bool IsCompletionRoute(const std::vector<std::string_view>& parts);
   // /v1/ws/frames/{model}: a camera's frames in, one result per frame out (frame_routes.cc).
   static bool IsFrameRoute(const std::vector<std::string_view>& parts);
-  std::shared_ptr<WebSocketEndpoint> OpenFrameSocket(std::string_view model, std::shared_ptr<WebSocketSender> sender);
+  std::shared_ptr<WebSocketEndpoint> OpenFrameSocket(std::string_view model, std::shared_ptr<WebSocketSender> sender,
+                                                     const std::string& caller);
   void HandleFrameRoute(std::string_view model, HttpResponder& respond);
   // A request that generates text: it gets the text body limit and a disconnect watch.
   static bool IsTextGenerationPost(std::string_view method, std::string_view path);
@@ -97,6 +104,7 @@ class ServingRouter final : public HttpHandler {
   ScheduleService* schedules_ = nullptr;
   TableService* tables_ = nullptr;
   KeyService* keys_ = nullptr;
+  UsageService* usage_ = nullptr;
   // Management calls block until a model settles: never on an I/O thread.
   ThreadPool admin_pool_{1, 16};
   // Job calls wait for store commits and long-polls: never on an I/O thread. A full queue answers 503.

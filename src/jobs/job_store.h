@@ -61,6 +61,11 @@ class JobStore {
   virtual Result<std::optional<WebhookDelivery>> GetDelivery(const std::string& job_id) = 0;
   // The earliest next_attempt_ms of a pending delivery not leased now, or nullopt when there is none.
   virtual Result<std::optional<int64_t>> NextDeliveryDue() = 0;
+  // A notice that belongs to no job (a budget alert) into the same outbox, pending now, its body fixed:
+  // sent, signed and retried like a job's. Idempotent by `notice_id` (its webhook-id is "msg_" + it):
+  // adding it again changes nothing, so a caller that cannot tell whether it was added adds it again.
+  virtual Status AddNotice(const std::string& notice_id, const std::string& url, const std::string& secret,
+                           const std::string& event, const std::string& payload) = 0;
 
   // Removes final jobs finished more than `retention` ago.
   virtual Result<int64_t> DeleteFinishedBefore(std::chrono::milliseconds retention) = 0;

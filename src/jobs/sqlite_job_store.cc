@@ -585,4 +585,17 @@ Result<std::optional<int64_t>> SqliteJobStore::NextDeliveryDue() {
   return std::optional<int64_t>(st.Int(0));
 }
 
+Status SqliteJobStore::AddNotice(const std::string& notice_id, const std::string& url, const std::string& secret,
+                                 const std::string& event, const std::string& payload) {
+  return Write([&](SqliteDb& db) -> Status {
+    // job_id holds the notice's id (no job has it: job ids are "job_..."); state 1 is pending.
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
+        "INSERT OR IGNORE INTO webhook_deliveries(id, job_id, url, secret, event, state, next_attempt_ms, "
+        "created_ms, updated_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?6, ?7)"));
+    st.BindText(1, "msg_" + notice_id).BindText(2, notice_id).BindText(3, url).BindText(4, secret);
+    st.BindText(5, event).Bind(6, Now()).BindBlob(7, payload);
+    return st.Run();
+  });
+}
+
 }  // namespace ferry

@@ -57,6 +57,8 @@ class SqliteJobStore final : public JobStore {
   Status RecordDeliveryAttempt(const std::string& delivery_id, const DeliveryAttempt& attempt) override;
   Result<std::optional<WebhookDelivery>> GetDelivery(const std::string& job_id) override;
   Result<std::optional<int64_t>> NextDeliveryDue() override;
+  Status AddNotice(const std::string& notice_id, const std::string& url, const std::string& secret,
+                   const std::string& event, const std::string& payload) override;
   Result<int64_t> DeleteFinishedBefore(std::chrono::milliseconds retention) override;
 
   // Commits so far (for tests and metrics: fewer commits than writes means grouping happened).

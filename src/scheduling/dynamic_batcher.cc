@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "scheduling/apportion.h"
 #include "tensor/bytes_elements.h"
 
 namespace ferry {
@@ -276,9 +277,12 @@ void DynamicBatcher::RunBatch(ModelInstance* instance, std::vector<Queued>& batc
     total_rows += q.task.batch_size;
   }
 
+  // Each task is charged its rows' share of the batch's time, failed or not: the time was spent.
   auto fail_all = [&](const Status& status, int64_t compute_us) {
-    for (Queued& q : batch) {
-      q.task.on_complete(status, TaskTimings{Micro(start - q.task.enqueue_time), compute_us, total_rows});
+    const std::vector<int64_t> shares = Apportion(compute_us, rows);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Queued& q = batch[i];
+      q.task.on_complete(status, TaskTimings{Micro(start - q.task.enqueue_time), compute_us, total_rows, shares[i]});
     }
   };
 
@@ -309,7 +313,8 @@ void DynamicBatcher::RunBatch(ModelInstance* instance, std::vector<Queued>& batc
 
   if (batch.size() == 1) {
     Queued& q = batch.front();
-    q.task.on_complete(std::move(outputs).value(), TaskTimings{Micro(start - q.task.enqueue_time), compute_us, total_rows});
+    q.task.on_complete(std::move(outputs).value(),
+                       TaskTimings{Micro(start - q.task.enqueue_time), compute_us, total_rows, compute_us});
     return;
   }
   std::vector<std::vector<Tensor>> per_task(batch.size());
@@ -318,9 +323,11 @@ void DynamicBatcher::RunBatch(ModelInstance* instance, std::vector<Queued>& batc
     if (!pieces.ok()) return fail_all(pieces.status(), compute_us);
     for (size_t i = 0; i < batch.size(); ++i) per_task[i].push_back(std::move((*pieces)[i]));
   }
+  const std::vector<int64_t> shares = Apportion(compute_us, rows);
   for (size_t i = 0; i < batch.size(); ++i) {
     Queued& q = batch[i];
-    q.task.on_complete(std::move(per_task[i]), TaskTimings{Micro(start - q.task.enqueue_time), compute_us, total_rows});
+    q.task.on_complete(std::move(per_task[i]),
+                       TaskTimings{Micro(start - q.task.enqueue_time), compute_us, total_rows, shares[i]});
   }
 }
 

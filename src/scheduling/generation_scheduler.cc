@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "scheduling/apportion.h"
 #include "scheduling/text_assembler.h"
 
 namespace ferry {
@@ -34,6 +35,7 @@ struct GenerationScheduler::Slot {
   int32_t generated = 0;
   int32_t logits_index = -1;      // entry of this slot that asked for logits in the current batch
   size_t in_batch = 0;            // entries of this slot in the current batch
+  int64_t compute_us = 0;         // its shares of the decodes so far
   SteadyTime started{}, first_token{}, last_token{};
   bool busy() const { return work != nullptr; }
   bool generating() const { return busy() && prefilled == work->prompt.size(); }
@@ -176,6 +178,7 @@ void GenerationScheduler::EmitToken(Slot& slot, TokenId token, SteadyTime now) {
     s.queue_ms = MillisBetween(slot.work->submitted, slot.started);
     s.prompt_ms = MillisBetween(slot.started, slot.first_token);
     s.generation_ms = MillisBetween(slot.first_token, now);
+    s.compute_us = slot.compute_us;
     return s;
   };
   if (slot.generated == 0) {
@@ -243,6 +246,7 @@ int32_t GenerationScheduler::Admit() {
       slot->prefilled = 0;
       slot->position = 0;
       slot->generated = 0;
+      slot->compute_us = 0;
       slot->started = now;
     }
     ++running;
@@ -308,7 +312,9 @@ bool GenerationScheduler::Step() {
   if (running == 0) return false;
   const int32_t sequences = BuildBatch();
   if (batch_.empty()) return false;
+  const SteadyTime start = options_.clock->Now();
   Status decoded = model_->Decode(batch_);
+  ChargeDecode(std::chrono::duration_cast<Micros>(options_.clock->Now() - start).count());
   if (!decoded.ok()) {
     spdlog::error("model '{}': decode of {} tokens failed: {}", options_.model_name, batch_.size(), decoded.message());
     FailAll(decoded);
@@ -318,6 +324,13 @@ bool GenerationScheduler::Step() {
   SampleAll();
   ReportOccupancy();
   return true;
+}
+
+void GenerationScheduler::ChargeDecode(int64_t took_us) {
+  std::vector<int64_t> tokens;
+  for (const auto& slot : slots_) tokens.push_back(slot->busy() ? static_cast<int64_t>(slot->in_batch) : 0);
+  const std::vector<int64_t> shares = Apportion(took_us, tokens);
+  for (size_t i = 0; i < slots_.size(); ++i) slots_[i]->compute_us += shares[i];
 }
 
 void GenerationScheduler::ReportOccupancy() {

@@ -28,6 +28,9 @@ struct GenerationStats {
   double queue_ms = 0;       // submit -> first decode holding this request
   double prompt_ms = 0;      // first decode -> first generated token
   double generation_ms = 0;  // first generated token -> end
+  // This request's share of the decodes it was in (each decode's time split by the tokens each
+  // sequence put in it): what it is charged for. The shares of a decode sum to its time.
+  int64_t compute_us = 0;
 };
 
 // Where a generation's output goes. Called on the generation thread, in order; must not block.
@@ -117,6 +120,8 @@ class GenerationScheduler final : public Scheduler {
   void Finish(Slot& slot, Result<GenerationStats> outcome);
   void EmitToken(Slot& slot, TokenId token, SteadyTime now);
   void ReportOccupancy();
+  // Splits a decode's time among the busy slots by the tokens each put in it.
+  void ChargeDecode(int64_t took_us);
 
   const GenerationSchedulerOptions options_;
   std::unique_ptr<LanguageModel> model_;

@@ -17,6 +17,7 @@ struct TaskTimings {
   int64_t queue_us = 0;    // submit -> batch start
   int64_t compute_us = 0;  // Execute() of the batch this task ran in
   int64_t batch_size = 0;  // rows in that batch
+  int64_t charged_us = 0;  // this task's share of compute_us, by its rows: a batch's shares sum to it
 };
 
 // The unary response sink: called exactly once, on an executor thread, with the task's own outputs

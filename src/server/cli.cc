@@ -53,6 +53,7 @@ struct ServeFlags {
   size_t response_cache_mb = 64;
   bool require_api_keys = false;
   std::string api_keys_file;
+  std::string costs_file;
   bool verbose = false;
 };
 
@@ -93,6 +94,7 @@ int Serve(const ServeFlags& f) {
   options.response_cache_bytes = f.response_cache_mb << 20;
   options.require_api_keys = f.require_api_keys;
   options.api_keys_file = f.api_keys_file;
+  options.costs_file = f.costs_file;
   options.batch_output_root = f.batch_output_root;
   options.batch_concurrency = f.batch_concurrency;
   options.batch_checkpoint_records = f.batch_checkpoint_records;
@@ -285,6 +287,9 @@ int RunCli(int argc, char** argv) {
                   "metadata and /metrics; keys are made with the admin key through /v1/keys");
   serve->add_option("--api-keys-file", f.api_keys_file,
                     "YAML list of keys (name, sha256 of the secret, models, rate_per_s, burst), read at start");
+  serve->add_option("--costs", f.costs_file,
+                    "YAML price table, budgets and alert targets (webhook, SMTP relay); a PUT to /v1/usage/config "
+                    "rewrites it. Default: <data-dir>/costs.yaml when it exists");
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <thread>
 
 #include "backend/identity_backend.h"
@@ -22,6 +23,7 @@
 #include "backend/xgboost/xgboost_backend.h"
 #endif
 #include "api/generation_metrics.h"
+#include "http/smtp_client.h"
 
 namespace ferry {
 
@@ -104,6 +106,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     FERRY_RETURN_IF_ERROR(s->BuildBatches());
     FERRY_RETURN_IF_ERROR(s->BuildSchedules());
   }
+  FERRY_RETURN_IF_ERROR(s->BuildUsage());
   s->options_.router.upload_spool_dir = (s->options_.data_dir / "uploads").string();
   s->router_ = std::make_unique<ServingRouter>(s->options_.router, s->inference_.get(), s->admin_.get(),
                                                s->metrics_.get(), s->jobs_.get(), s->completions_.get(),
@@ -111,6 +114,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->router_->set_schedules(s->schedules_.get());
   s->router_->set_tables(s->tables_.get());
   s->router_->set_keys(s->keys_.get());
+  s->router_->set_usage(s->usage_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
   return s;
 }
@@ -282,6 +286,45 @@ Status Server::BuildSchedules() {
   return Status::Ok();
 }
 
+Status Server::BuildUsage() {
+  std::filesystem::path file = options_.costs_file;
+  std::error_code ec;
+  if (file.empty()) file = options_.data_dir / "costs.yaml";
+  CostConfig config;
+  if (!options_.costs_file.empty() || std::filesystem::exists(file, ec)) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return InvalidArgument(fmt::format("--costs: cannot read '{}'", file.string()));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Result<CostConfig> parsed = ParseCostConfig(text);
+    if (!parsed.ok()) return parsed.status().WithContext("--costs " + file.string());
+    config = std::move(parsed).value();
+  }
+  if (config.webhook && !job_store_) spdlog::warn("--costs: alert webhooks need jobs on (their outbox is the job store's)");
+  UsageLedgerOptions ledger_options;
+  ledger_options.path = options_.data_dir / "usage.db";
+  if (job_store_) {
+    ledger_options.notify = [store = job_store_.get(), deliverer = webhook_deliverer_.get()](const BudgetAlert& a) {
+      FERRY_RETURN_IF_ERROR(store->AddNotice(a.id, a.webhook->url, a.webhook->secret, "budget.alert",
+                                             UsageService::AlertJson(a)));
+      deliverer->Wake();
+      return Status::Ok();
+    };
+  }
+  ledger_options.mail_queued = [this] {
+    if (alert_mailer_) alert_mailer_->Wake();
+  };
+  Result<std::unique_ptr<UsageLedger>> ledger = UsageLedger::Open(std::move(ledger_options), std::move(config));
+  if (!ledger.ok()) return ledger.status().WithContext("opening the usage store (--data-dir)");
+  usage_ledger_ = std::move(ledger).value();
+  alert_mailer_ = std::make_unique<AlertMailer>(usage_ledger_.get(), [](const AlertMail& mail, const EmailAlertTarget& relay) {
+    return SendSmtpMail(mail, relay, std::chrono::seconds(10));
+  });
+  usage_ = std::make_unique<UsageService>(usage_ledger_.get(), file);
+  inference_->SetUsage(usage_ledger_.get());
+  completions_->SetUsage(usage_ledger_.get());
+  return Status::Ok();
+}
+
 // Once the first loads settled, so that a definition naming a model is checked against it.
 Status Server::StartSchedules() {
   FERRY_RETURN_IF_ERROR(schedule_runner_->LoadStored());
@@ -312,6 +355,7 @@ Status Server::Start() {
   if (batch_scheduler_) batch_scheduler_->Start();
   if (schedule_runner_) FERRY_RETURN_IF_ERROR(StartSchedules());
   if (webhook_deliverer_) webhook_deliverer_->Start();
+  alert_mailer_->Start();
   admin_->SetReady(true);
   return Status::Ok();
 }
@@ -357,6 +401,9 @@ bool Server::Drain() {
     webhook_client_.reset();
   }
   manager_->Shutdown();
+  // Nothing charges any more: what was charged is written now.
+  if (alert_mailer_) alert_mailer_->Stop();
+  if (Status s = usage_ledger_ ? usage_ledger_->Flush() : Status::Ok(); !s.ok()) spdlog::error("usage: the last charges could not be written: {}", s.message());
   return clean;
 }
 

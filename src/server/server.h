@@ -24,6 +24,8 @@
 #include "lifecycle/repository_watcher.h"
 #include "api/key_service.h"
 #include "api/table_service.h"
+#include "api/usage_service.h"
+#include "usage/alert_mailer.h"
 #include "hybrid/response_cache.h"
 #include "hybrid/sqlite_table_store.h"
 #include "metrics/serving_metrics.h"
@@ -77,6 +79,9 @@ struct ServerOptions {
   // required on every route but health, metadata and /metrics when `require_api_keys`.
   bool require_api_keys = false;
   std::filesystem::path api_keys_file;
+  // Cost accounting in <data_dir>/usage.db; prices, budgets and alert targets from this file (YAML; a
+  // PUT to /v1/usage/config rewrites it). Empty: <data_dir>/costs.yaml, when there is one.
+  std::filesystem::path costs_file;
 };
 
 // The backends this build has ("identity"; "opencv_dnn" and "openvino" when built with them).
@@ -111,6 +116,7 @@ class Server {
   Status BuildJobs();
   Status BuildBatches();
   Status BuildSchedules();
+  Status BuildUsage();
   Status StartSchedules();
 
   ServerOptions options_;
@@ -128,6 +134,10 @@ class Server {
   std::unique_ptr<ModelManager> manager_;
   std::unique_ptr<RepositoryWatcher> watcher_;
   std::unique_ptr<TableService> tables_;
+  // Before the services that charge it, so destroyed after them.
+  std::unique_ptr<UsageLedger> usage_ledger_;
+  std::unique_ptr<AlertMailer> alert_mailer_;
+  std::unique_ptr<UsageService> usage_;
   std::unique_ptr<KeyRegistry> key_registry_;
   std::unique_ptr<KeyService> keys_;
   std::unique_ptr<InferenceService> inference_;

@@ -30,6 +30,9 @@ struct InferRequest {
   std::vector<RequestedOutput> outputs;  // empty = all outputs
   // The transport asked not to be answered from the response cache (HTTP `Cache-Control: no-cache`).
   bool cache_bypass = false;
+  // Who is charged for it (an API key's name, "(admin)", or "(none)" with keys off): the transport
+  // sets it once the caller is authenticated.
+  std::string caller = "(none)";
 };
 
 struct InferResponse {
@@ -40,6 +43,9 @@ struct InferResponse {
   std::vector<Tensor> outputs;
   // Parallel to outputs: whether each is sent in binary.
   std::vector<bool> binary_outputs;
+  // Not part of the body: this request's share of the model's compute time (what it is charged for;
+  // 0 for an answer from a table or the cache).
+  int64_t compute_us = 0;
 };
 
 }  // namespace ferry

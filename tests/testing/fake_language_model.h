@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "backend/language_model.h"
+#include "common/clock.h"
 
 namespace ferry::testing {
 
@@ -39,6 +40,9 @@ struct FakeModelOptions {
   char end_after = 0;  // after generating this letter the model emits the end token (0: never)
   std::chrono::milliseconds decode_delay{0};
   bool keep_log = true;  // false: record nothing (long fuzz runs)
+  // Each decode moves this clock on by `clock_per_token` for every token in it (a decode's "time").
+  FakeClock* clock = nullptr;
+  Micros clock_per_token{0};
 };
 
 class FakeLanguageModel final : public LanguageModel {
@@ -71,6 +75,7 @@ class FakeLanguageModel final : public LanguageModel {
 
   Status Decode(std::span<const DecodeEntry> batch) override {
     if (options_.decode_delay.count() > 0) std::this_thread::sleep_for(options_.decode_delay);
+    if (options_.clock != nullptr) options_.clock->Advance(options_.clock_per_token * static_cast<int64_t>(batch.size()));
     predictions_.clear();
     for (const auto& e : batch) {
       if (e.position >= options_.context) return Internal("position past the context");

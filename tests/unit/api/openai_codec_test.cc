@@ -122,7 +122,7 @@ TEST(OpenAiCodec, StreamsAreSseEventsEndingInDone) {
   stats.completion_tokens = 4;
   const std::string end = StreamEnd(who, stats, /*include_usage=*/true);
   EXPECT_NE(end.find(R"("finish_reason":"length")"), std::string::npos);
-  EXPECT_NE(end.find(R"("choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7})"),
+  EXPECT_NE(end.find(R"("choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"compute_us":0})"),
             std::string::npos);
   EXPECT_EQ(end.substr(end.size() - 14), "data: [DONE]\n\n");
   EXPECT_EQ(StreamEnd(who, stats, false).find("usage"), std::string::npos);

@@ -162,5 +162,25 @@ TEST_F(WebhookOutboxTest, PendingDeliveriesSurviveReopeningAndLeaveWithTheirJob)
   EXPECT_FALSE(store_->GetDelivery(id)->has_value());
 }
 
+TEST_F(WebhookOutboxTest, ANoticeIsPendingAtOnceWithItsBodyAndAddingItAgainChangesNothing) {
+  const std::string secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  ASSERT_TRUE(store_->AddNotice("alert_b_2026-12-03_50", "http://hooks.example/b", secret, "budget.alert", "{\"n\":1}").ok());
+  ASSERT_TRUE(store_->AddNotice("alert_b_2026-12-03_50", "http://hooks.example/b", secret, "budget.alert", "{\"n\":2}").ok());
+  auto leased = store_->LeaseDeliveries(10, milliseconds(1000));
+  ASSERT_TRUE(leased.ok());
+  ASSERT_EQ(leased->size(), 1u);
+  EXPECT_EQ((*leased)[0].id, "msg_alert_b_2026-12-03_50");
+  EXPECT_EQ((*leased)[0].event, "budget.alert");
+  EXPECT_EQ((*leased)[0].payload, "{\"n\":1}");  // the first add's body: retries resend it
+  DeliveryAttempt delivered;
+  delivered.outcome = Outcome::kDelivered;
+  delivered.http_status = 204;
+  ASSERT_TRUE(store_->RecordDeliveryAttempt((*leased)[0].id, delivered).ok());
+  // Added again after delivery (a restart that re-fired the alert): not sent twice.
+  ASSERT_TRUE(store_->AddNotice("alert_b_2026-12-03_50", "http://hooks.example/b", secret, "budget.alert", "{}").ok());
+  EXPECT_TRUE(store_->LeaseDeliveries(10, milliseconds(1000))->empty());
+  EXPECT_EQ(store_->GetDelivery("alert_b_2026-12-03_50")->value().state, DeliveryState::kDelivered);
+}
+
 }  // namespace
 }  // namespace ferry

@@ -160,6 +160,36 @@ TEST(DynamicBatcherTest, QueuedTasksRunAsOneBatchAndSplitBack) {
   EXPECT_EQ(instance->batches(), (std::vector<int64_t>{1, 3}));
 }
 
+TEST(DynamicBatcherTest, EachTaskIsChargedItsRowsShareOfTheBatchAndTheSharesSumToIt) {
+  DoublingInstance* instance;
+  auto batcher = MakeBatcher(&instance);
+  instance->Hold();
+  auto first = std::make_shared<Outcome>();
+  auto first_future = first->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({0, 0}, first)).ok());
+  instance->WaitRunning();
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  std::vector<std::future<Result<std::vector<Tensor>>>> futures;
+  for (int rows : {1, 2, 3}) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    futures.push_back(outcomes.back()->promise.get_future());
+    ASSERT_TRUE(batcher->Submit(MakeTask(std::vector<float>(2 * rows, 1.0f), outcomes.back())).ok());
+  }
+  instance->Release();
+  ASSERT_TRUE(first_future.get().ok());
+  EXPECT_EQ(first->timings.charged_us, first->timings.compute_us);  // alone in its batch: all of it
+  int64_t charged = 0;
+  for (size_t i = 0; i < futures.size(); ++i) {
+    ASSERT_TRUE(futures[i].get().ok());
+    EXPECT_EQ(outcomes[i]->timings.batch_size, 6);
+    EXPECT_EQ(outcomes[i]->timings.compute_us, outcomes[0]->timings.compute_us);
+    EXPECT_LE(outcomes[i]->timings.charged_us, outcomes[i]->timings.compute_us);
+    charged += outcomes[i]->timings.charged_us;
+  }
+  EXPECT_EQ(charged, outcomes[0]->timings.compute_us);
+  EXPECT_LE(outcomes[0]->timings.charged_us, outcomes[2]->timings.charged_us);  // 1 row vs 3
+}
+
 TEST(DynamicBatcherTest, OnlineRequestsRunBeforeQueuedJobWorkAndNeverShareItsBatch) {
   DoublingInstance* instance;
   auto batcher = MakeBatcher(&instance, /*max_queue=*/2);

@@ -247,6 +247,27 @@ TEST(GenerationScheduler, TimingsComeFromTheInjectedClock) {
   EXPECT_EQ(stats->generation_ms, 0.0);
 }
 
+TEST(GenerationScheduler, EachRequestIsChargedItsTokensShareOfTheDecodesItWasIn) {
+  FakeClock clock;
+  FakeModelOptions options;
+  options.clock = &clock;
+  options.clock_per_token = Micros(100);  // a decode of n tokens takes n x 100 us
+  Fixture f(options, 8, &clock);
+  auto short_sink = std::make_shared<CollectingSink>();
+  auto long_sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(f.scheduler->Generate(f.Request("a", 3, short_sink)).ok());
+  ASSERT_TRUE(f.scheduler->Generate(f.Request("abcdef", 5, long_sink)).ok());
+  auto a = short_sink->Wait();
+  auto b = long_sink->Wait();
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  // Decoded: the prompt, then every generated token but the last (it is sent, never decoded).
+  EXPECT_EQ(a->compute_us, 100 * (2 + 3 - 1));
+  EXPECT_EQ(b->compute_us, 100 * (7 + 5 - 1));
+  EXPECT_EQ(a->compute_us + b->compute_us,
+            std::chrono::duration_cast<Micros>(clock.Now() - FakeClock().Now()).count());
+}
+
 TEST(GenerationScheduler, FullWaitingQueueIsUnavailable) {
   FakeModelOptions options;
   options.sequences = 1;
