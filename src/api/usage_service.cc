@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
-#include <fstream>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -48,6 +52,33 @@ void WriteBudget(JsonWriter& w, const BudgetState& s, const std::string& currenc
   w.EndArray().Key("resets_at").String(IsoTimeOf(s.window.end_ms)).EndObject();
 }
 
+// Written whole beside the file (0600: it holds the webhook secret), synced, renamed over it, and the
+// folder synced: after a crash or a power loss the file is the old one or the new one, never a part.
+Status WriteFileDurably(const std::filesystem::path& path, std::string_view body) {
+  const std::string tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable(fmt::format("could not write {}: {}", tmp, std::strerror(errno)));
+  size_t written = 0;
+  while (written < body.size()) {
+    const ssize_t n = ::write(fd, body.data() + written, body.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    written += static_cast<size_t>(n);
+  }
+  const bool ok = written == body.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Unavailable(fmt::format("could not replace {}: {}", path.string(), std::strerror(errno)));
+  }
+  const std::string folder = path.has_parent_path() ? path.parent_path().string() : ".";
+  if (const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::string> UsageService::UsageJson(const UsageQuery& query, const std::string& asker) {
@@ -72,7 +103,9 @@ Result<std::string> UsageService::UsageJson(const UsageQuery& query, const std::
     start = comma + 1;
   }
   const std::optional<std::string> only = everyone ? query.key : std::optional<std::string>(asker);
-  FERRY_ASSIGN_OR_RETURN(const std::vector<UsageRow> rows, ledger_->Rows(from, to, only));
+  if (std::stoi(to.substr(0, 4)) - std::stoi(from.substr(0, 4)) > 10) return InvalidArgument("ask for at most ten years");
+  FERRY_ASSIGN_OR_RETURN(const std::vector<UsageRow> rows,
+                         ledger_->Rows(from, to, only, group.count("day") > 0, group.count("key") > 0));
   const CostConfig config = ledger_->config();
 
   // Costs are priced per model, then summed into the groups asked for.
@@ -141,19 +174,12 @@ std::string UsageService::ConfigJson() const {
 }
 
 Status UsageService::ReplaceConfig(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return InvalidArgument("an empty configuration; send {} for no prices and no budgets");
+  }
   FERRY_ASSIGN_OR_RETURN(CostConfig config, ParseCostConfig(body));
   std::lock_guard lock(write_mu_);
-  // Written whole next to the file, then renamed over it: a crash leaves the old file or the new one.
-  const std::filesystem::path tmp = config_path_.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(body.data(), static_cast<std::streamsize>(body.size()));
-    f.flush();
-    if (!f) return Unavailable(fmt::format("could not write {}", tmp.string()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, config_path_, ec);
-  if (ec) return Unavailable(fmt::format("could not replace {}: {}", config_path_.string(), ec.message()));
+  FERRY_RETURN_IF_ERROR(WriteFileDurably(config_path_, body));
   ledger_->SetConfig(std::move(config));
   return Status::Ok();
 }

@@ -57,9 +57,11 @@ void ServingRouter::HandleUsageRoute(const HttpRequest& request, std::vector<std
       return respond(MethodNotAllowed("GET, PUT"));
     }
   }
+  // Any key may read its usage: those reads go to the jobs pool, so that they cannot crowd out admin calls.
   HttpResponder shared = respond;
-  if (!admin_pool_.Post([work = std::move(work), shared] { shared(work()); })) {
-    respond(ErrorResponse(Unavailable("too many admin calls in progress")));
+  ThreadPool& pool = config ? admin_pool_ : jobs_pool_;
+  if (!pool.Post([work = std::move(work), shared] { shared(work()); })) {
+    respond(ErrorResponse(Unavailable(config ? "too many admin calls in progress" : "too many calls in progress")));
   }
 }
 

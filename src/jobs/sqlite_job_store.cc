@@ -489,6 +489,12 @@ Result<int64_t> SqliteJobStore::DeleteFinishedBefore(milliseconds retention) {
         "(SELECT id FROM jobs WHERE state IN (2, 3, 4) AND finished_ms < ?)"));
     deliveries.Bind(1, before);
     FERRY_RETURN_IF_ERROR(deliveries.Run());
+    // Notices (AddNotice) belong to no job: removed once settled (delivered, failed, disabled) as long ago.
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement notices, db.Prepare(
+        "DELETE FROM webhook_deliveries WHERE state IN (2, 3, 4) AND updated_ms < ? AND "
+        "job_id NOT IN (SELECT id FROM jobs)"));
+    notices.Bind(1, before);
+    FERRY_RETURN_IF_ERROR(notices.Run());
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
         "DELETE FROM jobs WHERE state IN (2, 3, 4) AND finished_ms < ?"));
     st.Bind(1, before);

@@ -295,6 +295,9 @@ Status Server::BuildUsage() {
     std::ifstream in(file, std::ios::binary);
     if (!in) return InvalidArgument(fmt::format("--costs: cannot read '{}'", file.string()));
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+      return InvalidArgument(fmt::format("--costs: '{}' is empty; write {{}} for no prices and no budgets", file.string()));
+    }
     Result<CostConfig> parsed = ParseCostConfig(text);
     if (!parsed.ok()) return parsed.status().WithContext("--costs " + file.string());
     config = std::move(parsed).value();
@@ -401,9 +404,11 @@ bool Server::Drain() {
     webhook_client_.reset();
   }
   manager_->Shutdown();
-  // Nothing charges any more: what was charged is written now.
+  // Nothing charges any more: what was charged is written now, before the mailer's last attempt.
+  if (Status s = usage_ledger_ ? usage_ledger_->Flush() : Status::Ok(); !s.ok()) {
+    spdlog::error("usage: the last charges could not be written: {}", s.message());
+  }
   if (alert_mailer_) alert_mailer_->Stop();
-  if (Status s = usage_ledger_ ? usage_ledger_->Flush() : Status::Ok(); !s.ok()) spdlog::error("usage: the last charges could not be written: {}", s.message());
   return clean;
 }
 

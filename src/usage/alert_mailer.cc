@@ -53,6 +53,10 @@ void AlertMailer::SendDue() {
   }
   const std::optional<EmailAlertTarget> relay = ledger_->config().email;
   for (const AlertMail& mail : *due) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;  // the rest wait for the next start
+    }
     Status sent = relay ? send_(mail, *relay) : FailedPrecondition("no e-mail relay is configured any more");
     const int64_t attempts = mail.attempts + 1;
     const bool give_up = !sent.ok() && (attempts >= options_.max_attempts || !relay ||

@@ -161,6 +161,13 @@ Result<EmailAlertTarget> ParseEmail(const YAML::Node& n) {
   if (t.username.empty() != t.password_env.empty()) {
     return InvalidArgument("alerts.email: give username and password_env together");
   }
+  const std::string_view rest = std::string_view(t.smtp_url).substr(t.smtp_url.find("://") + 3);
+  if (rest.substr(0, rest.find('/')).find('@') != std::string_view::npos) {
+    return InvalidArgument("alerts.email.smtp_url must not hold credentials: use username and password_env");
+  }
+  if (!t.username.empty() && !t.starttls && !t.smtp_url.starts_with("smtps://")) {
+    return InvalidArgument("alerts.email: a login needs TLS (smtps:// or starttls: true)");
+  }
   return t;
 }
 

@@ -147,6 +147,7 @@ UsageLedger::~UsageLedger() {
   }
   flush_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  // Flush() below fires what is still due.
   if (Status s = Flush(); !s.ok()) spdlog::error("usage: the last charges could not be written: {}", s.message());
 }
 
@@ -265,6 +266,21 @@ void UsageLedger::Charge(const UsageCharge& charge) {
       CollectAlertsLocked(s, now, &due);
     }
   }
+  if (due.empty()) return;
+  if (options_.flush_every.count() == 0) return Fire(due);  // no flusher: at once
+  {
+    std::lock_guard lock(flush_mu_);
+    due_.insert(due_.end(), std::make_move_iterator(due.begin()), std::make_move_iterator(due.end()));
+  }
+  flush_cv_.notify_all();
+}
+
+void UsageLedger::FireDue() {
+  std::vector<BudgetAlert> due;
+  {
+    std::lock_guard lock(flush_mu_);
+    due.swap(due_);
+  }
   Fire(due);
 }
 
@@ -281,7 +297,14 @@ void UsageLedger::Fire(const std::vector<BudgetAlert>& alerts) {
       if (Status s = options_.notify(a); !s.ok()) spdlog::error("usage: alert '{}' webhook: {}", a.id, s.message());
     }
     if (Status s = StoreAlert(a, email); !s.ok()) {
-      spdlog::error("usage: alert '{}' could not be stored: {}", a.id, s.message());
+      // Not stored: the next charge past the threshold fires it again (the webhook add is idempotent).
+      spdlog::error("usage: alert '{}' could not be stored (tried again later): {}", a.id, s.message());
+      std::lock_guard lock(mu_);
+      fired_.erase({a.budget.name, a.period, a.percent});
+      for (BudgetState& st : states_) {
+        if (st.budget.name == a.budget.name && st.window.id == a.period) std::erase(st.alerts_sent, a.percent);
+      }
+      continue;
     }
     mailed = mailed || email.has_value();
   }
@@ -308,6 +331,7 @@ Status UsageLedger::StoreAlert(const BudgetAlert& a, const std::optional<EmailAl
 }
 
 Status UsageLedger::Flush() {
+  FireDue();
   std::map<CellKey, UsageUnits> batch;
   {
     std::lock_guard lock(mu_);
@@ -341,7 +365,7 @@ Status UsageLedger::Flush() {
 void UsageLedger::FlushLoop() {
   std::unique_lock lock(flush_mu_);
   while (!stopping_) {
-    flush_cv_.wait_for(lock, options_.flush_every, [&] { return stopping_; });
+    flush_cv_.wait_for(lock, options_.flush_every, [&] { return stopping_ || !due_.empty(); });
     if (stopping_) break;
     lock.unlock();
     if (Status s = Flush(); !s.ok()) spdlog::error("usage: writing charges failed (kept for the next try): {}", s.message());
@@ -370,19 +394,27 @@ std::vector<BudgetState> UsageLedger::Budgets() const {
 }
 
 Result<std::vector<UsageRow>> UsageLedger::Rows(const std::string& from_day, const std::string& to_day,
-                                                const std::optional<std::string>& caller) {
+                                                const std::optional<std::string>& caller, bool by_day,
+                                                bool by_caller) {
   FERRY_RETURN_IF_ERROR(Flush());
   std::lock_guard db_lock(db_mu_);
+  // Summed here, by model always (prices are per model) and by day and caller when asked.
   FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(
-      "SELECT day, caller, model, requests, compute_us, prompt_tokens, completion_tokens FROM usage "
-      "WHERE day >= ?1 AND day <= ?2 AND (?3 IS NULL OR caller = ?3) ORDER BY day, caller, model LIMIT 100000"));
+      "SELECT CASE WHEN ?4 THEN day ELSE '' END AS d, CASE WHEN ?5 THEN caller ELSE '' END AS c, model, "
+      "SUM(requests), SUM(compute_us), SUM(prompt_tokens), SUM(completion_tokens) FROM usage "
+      "WHERE day >= ?1 AND day <= ?2 AND (?3 IS NULL OR caller = ?3) GROUP BY d, c, model "
+      "ORDER BY d, c, model LIMIT ?6"));
   st.BindText(1, from_day).BindText(2, to_day);
   if (caller) st.BindText(3, *caller);
+  st.Bind(4, by_day ? 1 : 0).Bind(5, by_caller ? 1 : 0).Bind(6, kMaxRows + 1);
   std::vector<UsageRow> rows;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     rows.push_back({st.Text(0), st.Text(1), st.Text(2), {st.Int(3), st.Int(4), st.Int(5), st.Int(6)}});
+  }
+  if (static_cast<int64_t>(rows.size()) > kMaxRows) {
+    return FailedPrecondition(fmt::format("more than {} rows: ask for fewer days or a coarser group_by", kMaxRows));
   }
   return rows;
 }

@@ -101,19 +101,25 @@ class UsageLedger {
   // OK, or kResourceExhausted (Retry-After: the end of the period) when a hard-capped budget covering
   // this caller and model is spent.
   Status Admit(const std::string& caller, const std::string& model) const;
-  // Counts one request's use; fires the alerts it takes a budget past.
+  // Counts one request's use. The alerts it takes a budget past are fired by the flusher thread (never
+  // on the caller's: it may be a generation or executor thread that must not wait on a disk), or at
+  // once when there is no flusher (flush_every 0).
   void Charge(const UsageCharge& charge);
-  // Writes what was charged since the last write (kept for the next one if the write fails).
+  // Fires the alerts charges made due, then writes what was charged since the last write (kept for
+  // the next one if the write fails).
   Status Flush();
 
   // Replaces prices, budgets and alert targets; budgets are judged again at once.
   void SetConfig(CostConfig config);
   CostConfig config() const;
   std::vector<BudgetState> Budgets() const;
-  // The stored totals by day, caller and model for days in [from_day, to_day] (both "YYYY-MM-DD"),
-  // of one caller when `caller` is set. Flushes first, so they include every charge made before.
+  // The stored totals for days in [from_day, to_day] (both "YYYY-MM-DD"), of one caller when `caller`
+  // is set, by model and, when asked, by day and by caller (left empty otherwise). Flushes first, so
+  // they include every charge made before. kFailedPrecondition past kMaxRows rows.
+  static constexpr int64_t kMaxRows = 100'000;
   Result<std::vector<UsageRow>> Rows(const std::string& from_day, const std::string& to_day,
-                                     const std::optional<std::string>& caller);
+                                     const std::optional<std::string>& caller, bool by_day = true,
+                                     bool by_caller = true);
 
   // The e-mail outbox: queued messages due at `now_ms`, and what an attempt came to (sent, or failed
   // for good, or to be tried again at `next_attempt_ms`).
@@ -133,6 +139,7 @@ class UsageLedger {
   double SpendLocked(const Budget& b, const BudgetWindow& w) const;
   void CollectAlertsLocked(BudgetState& s, int64_t now, std::vector<BudgetAlert>* out);
   void Fire(const std::vector<BudgetAlert>& alerts);
+  void FireDue();
   Status StoreAlert(const BudgetAlert& alert, const std::optional<EmailAlertTarget>& email);
 
   UsageLedgerOptions options_;
@@ -149,6 +156,7 @@ class UsageLedger {
 
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
+  std::vector<BudgetAlert> due_;  // fired by charges, for the flusher to hand on (under flush_mu_)
   bool stopping_ = false;
   std::thread flusher_;
 };

@@ -97,22 +97,34 @@ def receiver():
         yield r
 
 
-def start(root: Path, extra=()) -> FerryServer:
+@pytest.fixture
+def started():
+    """The servers a test starts; any still running at its end (a failed assertion) are stopped."""
+    servers: list[FerryServer] = []
+    yield servers
+    for s in servers:
+        if s.alive() and not s.stopped:
+            s.stop()
+
+
+def start(started: list, root: Path, extra=()) -> FerryServer:
     s = FerryServer(repo=root / "models", log_path=root / "ferry.log",
                     extra_args=["--admin-key", ADMIN_KEY, "--require-api-keys", "--data-dir", str(root / "data"),
                                 "--webhook-allow", "127.0.0.1/32", "--costs", str(root / "costs.yaml"), *extra])
     s.start_timeout_s = 30
     s.wait_for_every_model = False
+    started.append(s)
     s.start()
     return s
 
 
-def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuses(tmp_path, relay, receiver):
+def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuses(tmp_path, relay, receiver,
+                                                                                 started):
     identity(tmp_path / "models", "metered")
     secret = make_secret()
     hook = receiver.script("/budget", ["200"])
     (tmp_path / "costs.yaml").write_text(costs_yaml(hook, secret, relay.port))
-    server = start(tmp_path)
+    server = start(started, tmp_path)
     keys = {"tight": make_key(server, "tight"), "free": make_key(server, "free")}
     tight = keys["tight"]
     charged = {"us": 0, "n": 0}  # what the answers to "tight" say they cost
@@ -140,7 +152,7 @@ def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuse
     assert server.stop() == 0
 
     # A restart keeps the count and what was sent.
-    server = start(tmp_path)
+    server = start(started, tmp_path)
     after = usage(server, ADMIN, "?group_by=key")
     assert next(r for r in after["rows"] if r["key"] == "tight")["compute_us"] == charged["us"]
     assert after["budgets"][0]["alerts_sent"] == [50]
@@ -198,12 +210,12 @@ def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuse
     assert server.stop() == 0
 
 
-def test_malformed_cost_settings_are_refused_and_the_previous_ones_kept(tmp_path):
+def test_malformed_cost_settings_are_refused_and_the_previous_ones_kept(tmp_path, started):
     identity(tmp_path / "models", "metered")
     for bad, reason in [("budgets: [{name: b, period: week, limit: 1}]", "period must be day or month"),
                         ("prices: {metered: {compute_second: -2}}", "compute_second"),
                         ("alerts: {email: {smtp_url: 'smtp://x', from: a@b, to: []}}", "1 to 32 addresses"),
-                        ("budgets: [", "not valid YAML")]:
+                        ("budgets: [", "not valid YAML"), ("", "is empty")]:
         (tmp_path / "costs.yaml").write_text(bad)
         run = __import__("subprocess").run(
             [str(ferry_binary()), "serve", "--model-repository", str(tmp_path / "models"), "--http-port", "0",
@@ -214,12 +226,13 @@ def test_malformed_cost_settings_are_refused_and_the_previous_ones_kept(tmp_path
 
     good = "prices: {metered: {compute_second: 3}}\nbudgets: [{name: all, period: month, limit: 50}]\n"
     (tmp_path / "costs.yaml").write_text(good)
-    server = start(tmp_path)
+    server = start(started, tmp_path)
     status, _, body = server.request("PUT", "/v1/usage/config", b"budgets: [{name: x, period: fortnight, limit: 1}]",
                                      ADMIN)
     assert status == 400 and "period must be day or month" in json.loads(body)["error"]
-    status, _, body = server.request("PUT", "/v1/usage/config", b"{not json", ADMIN)
-    assert status == 400, body
+    for bad in (b"{not json", b"", b"prices: {m: {compute_second: 1e99}}"):
+        status, _, body = server.request("PUT", "/v1/usage/config", bad, ADMIN)
+        assert status == 400 and "error" in json.loads(body), (bad, body)
     status, _, body = server.request("GET", "/v1/usage/config", headers=ADMIN)
     kept = json.loads(body)
     assert status == 200 and kept["prices"]["metered"]["compute_second"] == 3 and kept["budgets"][0]["name"] == "all"
@@ -231,13 +244,14 @@ def test_malformed_cost_settings_are_refused_and_the_previous_ones_kept(tmp_path
     assert status == 200, body
     assert json.loads(body)["currency"] == "EUR"
     assert json.loads((tmp_path / "costs.yaml").read_text())["currency"] == "EUR"
+    assert (tmp_path / "costs.yaml").stat().st_mode & 0o077 == 0  # it may hold the webhook secret
     for query in ("?from=2026-13-01", "?group_by=colour", "?from=2026-12-05&to=2026-12-01"):
         status, _, body = server.request("GET", "/v1/usage" + query, headers=ADMIN)
         assert status == 400 and "error" in json.loads(body), (query, body)
     assert server.stop() == 0
 
 
-def test_language_models_are_charged_their_tokens_and_compute(tmp_path):
+def test_language_models_are_charged_their_tokens_and_compute(tmp_path, started):
     import shutil
 
     from conftest import EXAMPLES
@@ -247,6 +261,7 @@ def test_language_models_are_charged_their_tokens_and_compute(tmp_path):
     server = FerryServer(repo=tmp_path / "models", log_path=tmp_path / "ferry.log",
                          extra_args=["--data-dir", str(tmp_path / "data"), "--costs", str(tmp_path / "costs.yaml")])
     server.start_timeout_s = 60
+    started.append(server)
     server.start()
     used = {"prompt_tokens": 0, "completion_tokens": 0, "compute_us": 0}
 

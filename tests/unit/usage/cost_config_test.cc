@@ -92,6 +92,8 @@ TEST(CostConfigTest, EveryMalformedEntryIsRefusedNamingIt) {
       {"alerts: {email: {smtp_url: 'smtp://x', from: \"a@b\\r\\nBcc: e@f\", to: [c@d]}}", "one e-mail address"},
       {"alerts: {email: {smtp_url: 'smtp://x', from: a@b, to: [nobody]}}", "not an e-mail address"},
       {"alerts: {email: {smtp_url: 'smtp://x', from: a@b, to: [c@d], username: u}}", "together"},
+      {"alerts: {email: {smtp_url: 'smtp://u:p@x', from: a@b, to: [c@d]}}", "must not hold credentials"},
+      {"alerts: {email: {smtp_url: 'smtp://x', from: a@b, to: [c@d], username: u, password_env: P}}", "needs TLS"},
       {"budgets: [", "not valid YAML"},
   };
   for (const auto& [text, expected] : cases) {

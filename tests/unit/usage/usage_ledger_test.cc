@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -192,6 +193,47 @@ TEST_F(UsageLedgerTest, ConcurrentChargesAreCountedExactly) {
   }
   EXPECT_EQ(requests, 8000);
   EXPECT_EQ(compute, 8 * (334 * 1 + 333 * 2 + 333 * 3) * 1000);
+}
+
+TEST_F(UsageLedgerTest, WithAFlusherAlertsAreHandedOnByItNotByTheChargingThread) {
+  UsageLedgerOptions o;
+  o.path = dir_.root() / "usage.db";
+  o.wall_clock = &clock_;
+  o.flush_every = std::chrono::hours(1);  // the flusher wakes for alerts, not for time, in this test
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::thread::id> notified_on;
+  o.notify = [&](const BudgetAlert&) {
+    std::lock_guard lock(mu);
+    notified_on.push_back(std::this_thread::get_id());
+    cv.notify_all();
+    return Status::Ok();
+  };
+  auto ledger = UsageLedger::Open(std::move(o), Config("  - {name: b, period: day, limit: 1.0, alerts: [50]}\n"));
+  ASSERT_TRUE(ledger.ok());
+  (*ledger)->Charge(Use("k", "m", 600));
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return !notified_on.empty(); }));
+  EXPECT_NE(notified_on[0], std::this_thread::get_id());
+  lock.unlock();
+  ASSERT_TRUE((*ledger)->Flush().ok());
+  EXPECT_EQ((*ledger)->DueMail(kMorning, 10)->size(), 1u);
+}
+
+TEST_F(UsageLedgerTest, ManyRowsAreSummedByTheGroupsAsked) {
+  auto ledger = Open(CostConfig{});
+  for (int day = 0; day < 3; ++day) {
+    for (int k = 0; k < 5; ++k) ledger->Charge(Use("k" + std::to_string(k), "m", 1));
+    clock_.Advance(milliseconds(kDayMs));
+  }
+  auto by_model = ledger->Rows("2026-12-01", "2026-12-31", std::nullopt, false, false);
+  ASSERT_TRUE(by_model.ok());
+  ASSERT_EQ(by_model->size(), 1u);
+  EXPECT_EQ((*by_model)[0].units.requests, 15);
+  EXPECT_EQ((*by_model)[0].day, "");
+  EXPECT_EQ(ledger->Rows("2026-12-01", "2026-12-31", std::nullopt, true, false)->size(), 3u);
+  EXPECT_EQ(ledger->Rows("2026-12-01", "2026-12-31", std::nullopt, false, true)->size(), 5u);
+  EXPECT_EQ(ledger->Rows("2026-12-01", "2026-12-31", std::nullopt)->size(), 15u);
 }
 
 TEST_F(UsageLedgerTest, MailAttemptsAreRecordedAndRetriedWhenDue) {
