@@ -125,7 +125,18 @@ Result<milliseconds> ParseWait(std::string_view text, milliseconds max) {
   return std::min(milliseconds(ms), max);
 }
 
-Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view idempotency_key) {
+namespace {
+
+// A request that does not fit the model will not fit it next time either, and a spent budget stays
+// spent until its period ends: neither is tried again.
+bool Retriable(const Status& s) {
+  return s.code() != StatusCode::kInvalidArgument && s.code() != StatusCode::kResourceExhausted;
+}
+
+}  // namespace
+
+Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view idempotency_key,
+                                         const std::string& caller) {
   if (idempotency_key.size() > 255) return InvalidArgument("Idempotency-Key is longer than 255 bytes");
   simdjson::dom::parser parser;
   simdjson::dom::element root;
@@ -136,6 +147,7 @@ Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view
   if (root.get_object().get(object)) return BadBody("the body must be a JSON object");
   NewJob job;
   job.idempotency_key = std::string(idempotency_key);
+  job.caller = caller;
   std::string request_text;
   bool has_request = false;
   for (auto field : object) {
@@ -174,6 +186,8 @@ Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view
   }
   if (job.model.empty()) return BadBody("'model' is required");
   if (!has_request) return BadBody("'request' is required");
+  // A caller whose budget is spent is refused now, not once the job runs.
+  if (usage_ != nullptr) FERRY_RETURN_IF_ERROR(usage_->Admit(caller, job.model));
   if (job.webhook_url.empty() != job.webhook_secret.empty()) {
     return BadBody(job.webhook_url.empty()
                        ? "'webhook_secret' without 'webhook_url'"
@@ -261,20 +275,17 @@ JobExecutor JobsService::Executor() {
       const TextApi api = job.spec.kind == kKindChat ? TextApi::kChat : TextApi::kCompletions;
       auto channel = std::make_shared<JobGenerationChannel>(done);
       Status started = completions_->Start(api, job.spec.request, job.spec.model, false, std::move(cancel), channel,
-                                            Priority::kJob);
-      if (!started.ok()) done({started, "", started.code() != StatusCode::kInvalidArgument});
+                                            Priority::kJob, job.spec.caller);
+      if (!started.ok()) done({started, "", Retriable(started)});
       return;
     }
     Result<InferRequest> decoded = DecodeInferRequest(std::make_shared<const std::string>(job.spec.request), std::nullopt);
     if (!decoded.ok()) return done({decoded.status(), "", false});
+    decoded->caller = job.spec.caller;  // charged to whoever submitted it
     inference_->Infer(
         job.spec.model, std::nullopt, std::move(decoded).value(), std::move(cancel),
         [done](Result<InferResponse> response) {
-          if (!response.ok()) {
-            // A request that does not fit the model will not fit it next time either.
-            const bool retry = response.status().code() != StatusCode::kInvalidArgument;
-            return done({response.status(), "", retry});
-          }
+          if (!response.ok()) return done({response.status(), "", Retriable(response.status())});
           // Stored as plain JSON: the result is fetched later, by any client, as one document.
           response->binary_outputs.assign(response->outputs.size(), false);
           EncodedResponse encoded = EncodeInferResponse(*response);

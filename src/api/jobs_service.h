@@ -48,7 +48,11 @@ class JobsService {
   // not streamed; the job's result is then OpenAI's response.
   // The request is decoded and checked against the model now, so a job that could never run is a 4xx
   // here rather than a failed job later. Unknown keys are errors.
-  Result<SubmittedJob> Submit(std::string_view body, std::string_view idempotency_key);
+  // The job runs as, and is charged to, `caller`; a caller whose budget is spent is refused (429).
+  Result<SubmittedJob> Submit(std::string_view body, std::string_view idempotency_key,
+                              const std::string& caller = "(none)");
+  // Cost accounting (see InferenceService::SetUsage); may be null.
+  void set_usage(UsageLedger* usage) { usage_ = usage; }
   // GET /v1/jobs/{id}: `done` gets the job now or, with `wait` > 0, once it is final or the wait is over
   // (from the watch thread: a long-poll holds no thread). kNotFound (and no call) without the job.
   Status JobJson(const std::string& id, std::chrono::milliseconds wait, std::function<void(Result<std::string>)> done);
@@ -76,6 +80,7 @@ class JobsService {
  private:
   JobStore* store_;
   InferenceService* inference_;
+  UsageLedger* usage_ = nullptr;
   CompletionService* completions_ = nullptr;
   std::function<void()> on_submitted_;
   std::function<void()> on_cancelled_;

@@ -86,8 +86,8 @@ void ServingRouter::HandleJobsRoute(HttpRequest&& request, std::shared_ptr<Cance
   if (parts.size() == 2) {
     if (method == "POST") {
       const std::string* key = request.Header("idempotency-key");
-      work = [this, body = request.body, key = key ? *key : std::string()] {
-        Result<SubmittedJob> job = jobs_->Submit(*body, key);
+      work = [this, body = request.body, key = key ? *key : std::string(), caller = request.caller] {
+        Result<SubmittedJob> job = jobs_->Submit(*body, key, caller);
         return job.ok() ? Accepted(*job) : ErrorResponse(job.status());
       };
     } else if (method == "GET") {

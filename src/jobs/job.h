@@ -26,6 +26,7 @@ struct NewJob {
   std::string webhook_secret;        // "whsec_..." (Standard Webhooks); with webhook_url only
   int64_t priority = 0;              // higher first among jobs
   int64_t max_attempts = 3;
+  std::string caller = "(none)";     // who submitted it, and is charged for it (an API key's name)
 };
 
 struct Job {

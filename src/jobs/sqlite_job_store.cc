@@ -101,7 +101,7 @@ WHERE state = 0 AND job_id IN (SELECT id FROM jobs WHERE state IN (2, 3, 4){})
 // Every column but request and result, in this order, for ReadJob; a query may add `request` last.
 constexpr const char* kJobColumns =
     "id, model, kind, idempotency_key, webhook_url, priority, max_attempts, state, attempts, created_ms, "
-    "started_ms, finished_ms, updated_ms, lease_owner, lease_expires_ms, error, result IS NOT NULL";
+    "started_ms, finished_ms, updated_ms, lease_owner, lease_expires_ms, error, result IS NOT NULL, caller";
 
 Job ReadJob(const SqliteStatement& row) {
   Job j;
@@ -122,7 +122,8 @@ Job ReadJob(const SqliteStatement& row) {
   j.lease_expires_ms = row.Int(14);
   j.error = row.Text(15);
   j.has_result = row.Int(16) != 0;
-  if (row.ColumnCount() > 17) j.spec.request = row.Text(17);
+  j.spec.caller = row.Text(17);
+  if (row.ColumnCount() > 18) j.spec.request = row.Text(18);
   return j;
 }
 
@@ -176,6 +177,13 @@ Result<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(SqliteJobStoreOptio
   const bool durable = store->options_.durability == SqliteJobStoreOptions::Durability::kDurable;
   FERRY_RETURN_IF_ERROR(w.Exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   FERRY_RETURN_IF_ERROR(w.Exec(kSchema));
+  // Stores made before jobs were charged to their caller get the column (their jobs: "(none)").
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement has_caller,
+                         w.Prepare("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'caller'"));
+  FERRY_RETURN_IF_ERROR(has_caller.Step().status());
+  if (has_caller.Int(0) == 0) {
+    FERRY_RETURN_IF_ERROR(w.Exec("ALTER TABLE jobs ADD COLUMN caller TEXT NOT NULL DEFAULT '(none)'"));
+  }
   FERRY_ASSIGN_OR_RETURN(store->reader_db_, SqliteDb::Open(store->options_.path, /*read_only=*/true));
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;
@@ -288,11 +296,11 @@ Result<SubmitOutcome> SqliteJobStore::Submit(const NewJob& job) {
     out = {NewJobId(), true};
     FERRY_ASSIGN_OR_RETURN(SqliteStatement insert, db.Prepare(
         "INSERT INTO jobs(id, model, kind, request, idempotency_key, webhook_url, priority, max_attempts, "
-        "state, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"));
+        "state, created_ms, updated_ms, caller) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"));
     const int64_t now = Now();
     insert.BindText(1, out.id).BindText(2, job.model).BindText(3, job.kind).BindBlob(4, job.request);
     insert.BindNullableText(5, job.idempotency_key).BindNullableText(6, job.webhook_url);
-    insert.Bind(7, job.priority).Bind(8, job.max_attempts).Bind(9, now).Bind(10, now);
+    insert.Bind(7, job.priority).Bind(8, job.max_attempts).Bind(9, now).Bind(10, now).BindText(11, job.caller);
     FERRY_RETURN_IF_ERROR(insert.Run());
     if (job.webhook_url.empty()) return Status::Ok();
     FERRY_ASSIGN_OR_RETURN(SqliteStatement delivery, db.Prepare(

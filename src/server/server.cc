@@ -325,6 +325,7 @@ Status Server::BuildUsage() {
   usage_ = std::make_unique<UsageService>(usage_ledger_.get(), file);
   inference_->SetUsage(usage_ledger_.get());
   completions_->SetUsage(usage_ledger_.get());
+  if (jobs_) jobs_->set_usage(usage_ledger_.get());
   return Status::Ok();
 }
 

@@ -174,6 +174,15 @@ def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuse
     status, h, _ = infer("tight")
     assert status == 429 and int(h["retry-after"]) >= 1
     assert infer("free")[0] == 200  # no budget of its own: still served
+    # Jobs run as, and are charged to, whoever submitted them: a spent key cannot go around its cap.
+    job = json.dumps({"model": "metered", "request": json.loads(BODY)}).encode()
+    status, h, body = server.request("POST", "/v1/jobs", job, keys["tight"])
+    assert status == 429 and int(h["retry-after"]) >= 1, body
+    status, _, body = server.request("POST", "/v1/jobs", job, keys["free"])
+    assert status == 202, body
+    status, _, body = server.request("GET", f"/v1/jobs/{json.loads(body)['id']}?wait=30s", headers=keys["free"],
+                                     timeout=40)
+    assert status == 200 and json.loads(body)["status"] == "succeeded", body
 
     # Each threshold once, on both channels.
     assert receiver.wait_for(lambda recs: len([r for r in recs if r.path == "/budget"]) >= 3, 20), receiver.received
@@ -201,6 +210,8 @@ def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuse
     assert final["budgets"][0]["capped"] is True
     assert abs(row["cost"] - row["compute_us"] / 1e6) < 1e-9
     assert row["cost"] >= LIMIT
+
+    assert next(r for r in final["rows"] if r["key"] == "free")["requests"] == 2  # the infer and the job
 
     # A key sees only its own use.
     own = usage(server, tight)

@@ -46,6 +46,7 @@ TEST_F(SqliteJobStoreTest, SubmitThenGetRoundTripsEveryField) {
   auto store = OpenStore();
   NewJob spec = Spec("key-1", 5);
   spec.webhook_url = "http://127.0.0.1:9000/hook";
+  spec.caller = "reporting";
   auto submitted = store->Submit(spec);
   ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
   EXPECT_TRUE(submitted->created);
@@ -58,10 +59,33 @@ TEST_F(SqliteJobStoreTest, SubmitThenGetRoundTripsEveryField) {
   EXPECT_EQ(j.spec.idempotency_key, "key-1");
   EXPECT_EQ(j.spec.webhook_url, "http://127.0.0.1:9000/hook");
   EXPECT_EQ(j.spec.priority, 5);
+  EXPECT_EQ(j.spec.caller, "reporting");
   EXPECT_EQ(j.created_ms, now_.load());
   EXPECT_EQ(j.attempts, 0);
   EXPECT_FALSE(j.has_result);
   EXPECT_FALSE(store->Get("nope")->has_value());
+}
+
+TEST_F(SqliteJobStoreTest, AStoreFromBeforeCallersGetsTheColumnAndItsJobsRunAsNone) {
+  std::filesystem::create_directories(dir_.root() / "data");
+  {
+    auto db = SqliteDb::Open(dir_.root() / "data" / "jobs.db", false).value();
+    ASSERT_TRUE(db->Exec("CREATE TABLE jobs(id TEXT PRIMARY KEY, model TEXT NOT NULL, kind TEXT NOT NULL, "
+                         "request BLOB NOT NULL, idempotency_key TEXT UNIQUE, webhook_url TEXT, priority INTEGER "
+                         "NOT NULL, max_attempts INTEGER NOT NULL, state INTEGER NOT NULL, attempts INTEGER NOT NULL "
+                         "DEFAULT 0, created_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0, finished_ms "
+                         "INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL, lease_owner TEXT, lease_expires_ms "
+                         "INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', result BLOB);"
+                         "INSERT INTO jobs(id, model, kind, request, priority, max_attempts, state, created_ms, "
+                         "updated_ms) VALUES ('old', 'cnn', 'oip', '{}', 0, 3, 0, 1, 1);").ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto job = store->Get("old");
+  ASSERT_TRUE(job.ok() && job->has_value()) << job.status().ToString();
+  EXPECT_EQ((*job)->spec.caller, "(none)");
+  EXPECT_TRUE(store->Submit(Spec()).ok());
+  EXPECT_TRUE(OpenStore() != nullptr);  // and again, with the column there
 }
 
 TEST_F(SqliteJobStoreTest, TheSameIdempotencyKeyReturnsTheSameJob) {
