@@ -43,16 +43,20 @@ Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, in
   const ModelConfig model_side = ModelSideConfig(config);
   Result<std::optional<ReferenceSet>> references = ReadReferenceSet(version_dir);
   if (!references.ok()) return references.status().WithContext(context);
-  std::vector<std::unique_ptr<ModelInstance>> instances;
-  for (int64_t i = 0; i < config.instance_count; ++i) {
+  // Every instance, not just the first, passes the reference samples: instances may differ (device,
+  // threads) in what they compute. The same for those autoscaling adds later.
+  auto make_instance = [backend, model_side, version_dir, references = *references,
+                        context = fmt::format("{} on {}", context, config.backend)]()
+      -> Result<std::unique_ptr<ModelInstance>> {
     Result<std::unique_ptr<ModelInstance>> instance = backend->CreateInstance(model_side, version_dir);
     if (!instance.ok()) return instance.status().WithContext(context);
-    // Every instance, not just the first: instances may differ (device, threads) in what they compute.
-    if (*references) {
-      FERRY_RETURN_IF_ERROR(RunReferenceCheck(**instance, model_side, **references)
-                                .WithContext(fmt::format("{} on {}", context, config.backend)));
-    }
-    instances.push_back(std::move(instance).value());
+    if (references) FERRY_RETURN_IF_ERROR(RunReferenceCheck(**instance, model_side, *references).WithContext(context));
+    return instance;
+  };
+  std::vector<std::unique_ptr<ModelInstance>> instances;
+  for (int64_t i = 0; i < config.instance_count; ++i) {
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<ModelInstance> instance, make_instance());
+    instances.push_back(std::move(instance));
   }
   DynamicBatcherOptions options;
   options.model_has_batch_dim = config.max_batch_size > 0;
@@ -62,6 +66,18 @@ Result<ModelHandle> BackendServableFactory::Load(const ModelConfig& declared, in
   options.planner.preferred_batch_sizes = config.dynamic_batching.preferred_batch_sizes;
   options.max_queue_size = static_cast<size_t>(config.max_queue_size);
   options.max_queue_wait = Micros(config.max_queue_wait_us);
+  if (config.instance_max > config.instance_min) {
+    auto seconds = [](double s) { return Micros(static_cast<int64_t>(s * 1e6)); };
+    options.scale = {static_cast<size_t>(config.instance_min), static_cast<size_t>(config.instance_max),
+                     seconds(config.scale_up_after_s), seconds(config.scale_down_idle_s),
+                     seconds(config.scale_cooldown_s)};
+    options.make_instance = make_instance;
+    if (on_scale_) {
+      options.on_scale = [on_scale = on_scale_, name = config.name, version](int delta, size_t n, const std::string& why) {
+        on_scale(name, version, delta, n, why);
+      };
+    }
+  }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<DynamicBatcher> batcher,
                          DynamicBatcher::Create(std::move(options), std::move(instances)));
   return std::make_shared<ServableModel>(config, version, std::move(batcher), std::move(transform));

@@ -33,7 +33,13 @@ class BackendServableFactory final : public ServableFactory {
   Result<ModelHandle> Load(const ModelConfig& config, int64_t version,
                            const std::filesystem::path& version_dir) override;
 
+  // Told of every autoscaling change (instance_group min/max): +1 or -1, the count after it, why.
+  using ScaleObserver = std::function<void(const std::string& model, int64_t version, int delta, size_t instances,
+                                           const std::string& reason)>;
+  void set_on_scale(ScaleObserver on_scale) { on_scale_ = std::move(on_scale); }
+
  private:
+  ScaleObserver on_scale_;
   const BackendRegistry* backends_;
   std::string default_backend_;
   ObserverFactory observers_;

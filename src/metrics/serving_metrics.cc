@@ -60,6 +60,12 @@ ServingMetrics::ServingMetrics()
       model_memory_(prometheus::BuildGauge().Name("ferry_model_memory_bytes")
                         .Help("Resident memory of a loaded model version, measured at its load; 0 while asleep")
                         .Register(*registry_)),
+      scaling_(prometheus::BuildCounter().Name("ferry_instance_scaling_total")
+                   .Help("Autoscaling changes of a model's instances, by direction (up, down)")
+                   .Register(*registry_)),
+      instances_(prometheus::BuildGauge().Name("ferry_model_instances")
+                     .Help("Instances of an autoscaled model version after its last change")
+                     .Register(*registry_)),
       http_requests_(prometheus::BuildCounter().Name("ferry_http_requests_total")
                          .Help("HTTP requests by route and status code").Register(*registry_)),
       jobs_(prometheus::BuildGauge().Name("ferry_jobs").Help("Jobs in the store by state").Register(*registry_)),
@@ -176,6 +182,12 @@ void ServingMetrics::ObserveColdStart(const std::string& model, double seconds) 
 void ServingMetrics::SetModelMemory(const std::string& model, const std::string& version, double bytes) {
   std::lock_guard lock(mu_);
   model_memory_.Add({{"model", model}, {"version", version}}).Set(bytes);
+}
+
+void ServingMetrics::ObserveScale(const std::string& model, const std::string& version, int delta,
+                                  double instances) {
+  scaling_.Add({{"model", model}, {"direction", delta > 0 ? "up" : "down"}}).Increment();
+  instances_.Add({{"model", model}, {"version", version}}).Set(instances);
 }
 
 void ServingMetrics::CountHttpRequest(const std::string& route, int status) {

@@ -52,6 +52,8 @@ class ServingMetrics {
   void ObserveColdStart(const std::string& model, double seconds);
   // A version's resident memory as measured at its load (0 while asleep or unloaded).
   void SetModelMemory(const std::string& model, const std::string& version, double bytes);
+  // An autoscaling change: ferry_instance_scaling_total{model,direction} and ferry_model_instances.
+  void ObserveScale(const std::string& model, const std::string& version, int delta, double instances);
   // HTTP requests by route class and status code (e.g. "infer", 200).
   void CountHttpRequest(const std::string& route, int status);
   // Asynchronous jobs: how many are in each state ("queued", ...), each attempt's wait from submit to
@@ -104,6 +106,8 @@ class ServingMetrics {
   prometheus::Family<prometheus::Counter>& load_failures_;
   prometheus::Family<prometheus::Histogram>& cold_start_seconds_;
   prometheus::Family<prometheus::Gauge>& model_memory_;
+  prometheus::Family<prometheus::Counter>& scaling_;
+  prometheus::Family<prometheus::Gauge>& instances_;
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Gauge>& jobs_;
   prometheus::Family<prometheus::Histogram>& job_start_delay_;

@@ -264,6 +264,12 @@ Status ValidateModelConfig(const ModelConfig& config) {
   if (config.instance_count < 1) {
     return InvalidArgument(fmt::format("instance_group.count must be >= 1, got {}", config.instance_count));
   }
+  if (config.instance_max > 0 &&
+      (config.instance_min < 1 || config.instance_max > 64 || config.instance_min > config.instance_max ||
+       config.instance_count < config.instance_min || config.instance_count > config.instance_max)) {
+    return InvalidArgument(fmt::format("instance_group: need 1 <= min <= count <= max <= 64, got min {}, count {}, max {}",
+                                       config.instance_min, config.instance_count, config.instance_max));
+  }
   if (config.threads_per_instance < 0) {
     return InvalidArgument(
         fmt::format("instance_group.threads must be >= 0, got {}", config.threads_per_instance));

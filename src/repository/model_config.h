@@ -25,6 +25,12 @@
 //     max_queue_delay_us: 500    # default 0
 //     preferred_batch_sizes: [4, 8]
 //   instance_group: {count: 1, threads: 2}   # executor instances; threads 0 = backend default
+//   instance_group: {count: 1, min: 1, max: 4, scale_up_after_s: 1, scale_down_idle_s: 30, cooldown_s: 5}
+//                                # autoscaling (tensor models): an instance is added while the queue
+//                                #   stays deep (every instance busy and at least one task queued per
+//                                #   instance) for scale_up_after_s, one removed when an instance has
+//                                #   been idle with nothing queued for scale_down_idle_s; at most one
+//                                #   change per cooldown_s; count is where it starts (default min)
 //   max_queue_size: 64           # bounded per-model queue, > 0
 //   default_timeout_ms: 0        # 0 = none; stored as default_timeout_us
 //   max_queue_wait_ms: 0         # 0 = none; an online request whose expected queue wait (the work ahead
@@ -143,6 +149,12 @@ struct ModelConfig {
   DynamicBatchingConfig dynamic_batching;
   int64_t instance_count = 1;       // executor instances, each with its own network
   int64_t threads_per_instance = 0; // 0: backend default
+  // Autoscaling between instance_min and instance_max (instance_max 0: a fixed instance_count).
+  int64_t instance_min = 0;
+  int64_t instance_max = 0;
+  double scale_up_after_s = 1;
+  double scale_down_idle_s = 30;
+  double scale_cooldown_s = 5;
   int64_t max_queue_size = 64;      // bounded per-model queue; full -> 503
   int64_t default_timeout_us = 0;   // 0: none; a request still queued past it fails with 504
   int64_t max_queue_wait_us = 0;    // 0: none; an online request expected to wait longer gets 503 now

@@ -107,9 +107,28 @@ Status ParseDynamicBatching(const YAML::Node& node, DynamicBatchingConfig* out) 
 
 Status ParseInstanceGroup(const YAML::Node& node, ModelConfig* out) {
   constexpr std::string_view kPath = "instance_group";
-  FERRY_RETURN_IF_ERROR(CheckMap(node, kPath, {"count", "threads"}));
+  FERRY_RETURN_IF_ERROR(
+      CheckMap(node, kPath, {"count", "threads", "min", "max", "scale_up_after_s", "scale_down_idle_s", "cooldown_s"}));
+  if (const YAML::Node n = node["min"]) FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "min"), &out->instance_min));
+  if (const YAML::Node n = node["max"]) FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "max"), &out->instance_max));
+  if ((node["min"] || node["max"]) && !node["max"]) {
+    return InvalidArgument(fmt::format("{}: autoscaling needs max (and min, default 1){}", kPath, Line(node)));
+  }
+  if (node["max"] && !node["min"]) out->instance_min = 1;
   if (const YAML::Node n = node["count"]) {
     FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "count"), &out->instance_count));
+  } else if (node["max"]) {
+    out->instance_count = out->instance_min;  // starts at its minimum
+  }
+  for (auto [key, target] : {std::pair{"scale_up_after_s", &out->scale_up_after_s},
+                             {"scale_down_idle_s", &out->scale_down_idle_s}, {"cooldown_s", &out->scale_cooldown_s}}) {
+    if (const YAML::Node n = node[key]) {
+      FERRY_RETURN_IF_ERROR(GetDouble(n, Child(kPath, key), target));
+      if (!node["max"]) return InvalidArgument(fmt::format("{}.{} needs autoscaling (min and max){}", kPath, key, Line(n)));
+      if (!(*target >= 0 && *target <= 86400)) {
+        return InvalidArgument(fmt::format("{}.{} must be 0 to 86400 seconds{}", kPath, key, Line(n)));
+      }
+    }
   }
   if (const YAML::Node n = node["threads"]) {
     FERRY_RETURN_IF_ERROR(GetInt(n, Child(kPath, "threads"), &out->threads_per_instance));

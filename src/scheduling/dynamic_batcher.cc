@@ -122,10 +122,21 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(
 }
 
 DynamicBatcher::DynamicBatcher(DynamicBatcherOptions options, std::vector<std::unique_ptr<ModelInstance>> instances)
-    : options_(std::move(options)), planner_(options_.planner), instances_(std::move(instances)) {
-  for (auto& instance : instances_) {
-    executors_.emplace_back([this, raw = instance.get()] { ExecutorLoop(raw); });
+    : options_(std::move(options)), planner_(options_.planner), policy_(options_.scale) {
+  std::lock_guard lock(mu_);
+  for (auto& instance : instances) StartExecutorLocked(std::move(instance));
+  if (options_.scale.max > options_.scale.min && options_.make_instance && options_.scale_every.count() > 0) {
+    scaler_ = std::thread([this] { ScalerLoop(); });
   }
+}
+
+void DynamicBatcher::StartExecutorLocked(std::unique_ptr<ModelInstance> instance) {
+  auto e = std::make_unique<Executor>();
+  e->instance = std::move(instance);
+  Executor* raw = e.get();
+  executors_.push_back(std::move(e));
+  ++active_;
+  raw->thread = std::thread([this, raw] { ExecutorLoop(raw); });
 }
 
 DynamicBatcher::~DynamicBatcher() { Drain(); }
@@ -162,8 +173,10 @@ void DynamicBatcher::Drain() {
     draining_ = true;
   }
   cv_.notify_all();
-  for (auto& t : executors_) {
-    if (t.joinable()) t.join();
+  scaler_cv_.notify_all();
+  if (scaler_.joinable()) scaler_.join();  // then nobody changes executors_
+  for (auto& e : executors_) {
+    if (e->thread.joinable()) e->thread.join();
   }
 }
 
@@ -174,7 +187,7 @@ Status DynamicBatcher::AdmitLocked(const InferenceTask& task, SteadyTime now) co
   WaitEstimateInput in;
   in.tasks_ahead = queue_.size();
   in.tasks_per_batch = plan.batching_enabled ? static_cast<size_t>(std::max<int64_t>(1, plan.max_batch_size)) : 1;
-  in.instances = instances_.size();
+  in.instances = active_;
   in.busy_instances = busy_;
   in.service = service;
   const Micros wait = ExpectedWait(in);
@@ -205,7 +218,8 @@ void DynamicBatcher::TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expi
   }
 }
 
-void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
+void DynamicBatcher::ExecutorLoop(Executor* self) {
+  ModelInstance* instance = self->instance.get();
   // Queue delays are tens to hundreds of microseconds; Linux's default 50 us timer slack would add up
   // to half of that again to every wait.
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
@@ -219,6 +233,11 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
         const SteadyTime now = options_.clock->Now();
         TakeExpiredLocked(now, &expired);
         if (!expired.empty()) break;  // complete them outside the lock first
+        if (self->retire) {  // scaled down: the others take the work
+          self->exited = true;
+          cv_.notify_all();  // a wake-up meant for work may have come here: pass it on
+          return;
+        }
         if (queue_.empty() && background_.empty() && bulk_.empty()) {
           if (draining_) return;
           cv_.wait(lock);
@@ -241,6 +260,7 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
             queue.pop_front();
           }
           ++busy_;
+          self->running = true;
           break;
         }
         // The planner's deadline is in the injected clock's time; wait the same span on the real clock.
@@ -263,6 +283,7 @@ void DynamicBatcher::ExecutorLoop(ModelInstance* instance) {
       const Micros took = std::chrono::duration_cast<Micros>(options_.clock->Now() - start);
       std::lock_guard lock(mu_);
       --busy_;
+      self->running = false;
       service_time_.Add(took);
     }
   }

@@ -6,6 +6,8 @@
 // Thread-safe.
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -13,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "scheduling/admission.h"
+#include "scheduling/autoscale.h"
 #include "scheduling/batch_planner.h"
 #include "scheduling/scheduler.h"
 
@@ -26,6 +29,13 @@ struct DynamicBatcherOptions {
   // this bound (0: no bound) or would end past their deadline.
   Micros max_queue_wait{0};
   const Clock* clock = &Clock::Real();
+  // Autoscaling (scale.max > scale.min): instances made by make_instance (on the scaler thread, off
+  // the request path) while ScalePolicy says so, and idle ones retired; each change reported to
+  // on_scale. The scaler looks every `scale_every` (0: only when ScaleOnce is called, for tests).
+  ScaleOptions scale;
+  std::function<Result<std::unique_ptr<ModelInstance>>()> make_instance;
+  std::function<void(int delta, size_t instances, const std::string& reason)> on_scale;
+  Micros scale_every{100'000};
 };
 
 class DynamicBatcher final : public Scheduler {
@@ -40,13 +50,27 @@ class DynamicBatcher final : public Scheduler {
   size_t QueueCapacity() const override { return options_.max_queue_size; }
   void Drain() override;
 
+  // Instances serving now (not counting one being retired).
+  size_t Instances() const;
+  // One look of the scaler (dynamic_batcher_scaling.cc): adds or retires at most one instance.
+  void ScaleOnce();
+
  private:
   struct Queued {
     InferenceTask task;
     std::string shape_key;
   };
+  struct Executor {
+    std::unique_ptr<ModelInstance> instance;
+    std::thread thread;
+    bool running = false;  // executing a batch
+    bool retire = false;   // to stop at its next wait (autoscaling down)
+    bool exited = false;
+  };
   DynamicBatcher(DynamicBatcherOptions options, std::vector<std::unique_ptr<ModelInstance>> instances);
-  void ExecutorLoop(ModelInstance* instance);
+  void StartExecutorLocked(std::unique_ptr<ModelInstance> instance);
+  void ScalerLoop();
+  void ExecutorLoop(Executor* self);
   void RunBatch(ModelInstance* instance, std::vector<Queued>& batch);
   // Completes queued tasks whose deadline passed or whose client went away. Caller holds mu_.
   void TakeExpiredLocked(SteadyTime now, std::vector<Queued>* expired);
@@ -55,10 +79,12 @@ class DynamicBatcher final : public Scheduler {
 
   const DynamicBatcherOptions options_;
   const BatchPlanner planner_;
-  std::vector<std::unique_ptr<ModelInstance>> instances_;
-  std::vector<std::thread> executors_;
-
   mutable std::mutex mu_;
+  std::list<std::unique_ptr<Executor>> executors_;  // changed by the scaler only, under mu_
+  size_t active_ = 0;                               // executors not retiring
+  ScalePolicy policy_;
+  std::thread scaler_;
+  std::condition_variable scaler_cv_;  // the scaler's own: a Submit's notify_one must reach an executor
   std::condition_variable cv_;
   std::deque<Queued> queue_;       // Priority::kOnline
   std::deque<Queued> background_;  // Priority::kJob: runs only while queue_ is empty

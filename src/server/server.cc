@@ -79,6 +79,12 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   }
   ServingMetrics* metrics = s->metrics_.get();
   s->factory_ = MakeServableFactory(s->backends_.get(), s->options_.default_onnx_backend, metrics);
+  s->factory_->set_on_scale([metrics](const std::string& model, int64_t version, int delta, size_t instances,
+                                      const std::string& why) {
+    metrics->ObserveScale(model, std::to_string(version), delta, static_cast<double>(instances));
+    spdlog::info("model '{}' version {}: scaled {} to {} instances ({})", model, version, delta > 0 ? "up" : "down",
+                 instances, why);
+  });
   ModelManagerOptions manager_options;
   manager_options.loader_threads = s->options_.loader_threads;
   manager_options.on_load = [metrics](const std::string& model, int64_t version, double seconds, const Status& st) {

@@ -48,10 +48,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_identity_model(repo: Path, name: str, inputs, max_batch_size: int = MAX_BATCH) -> None:
+def write_identity_model(repo: Path, name: str, inputs, max_batch_size: int = MAX_BATCH, extra: str = "") -> None:
     """An identity-backend model: output i (OUTPUTi) mirrors input i (INPUTi). `inputs` is
-    [(datatype, dims), ...]. The version folder only has to exist."""
-    lines = [f"name: {name}", "backend: identity", f"max_batch_size: {max_batch_size}", "inputs:"]
+    [(datatype, dims), ...]; `extra` is more config YAML (parameters, instance_group, ...). The version
+    folder only has to exist."""
+    lines = [f"name: {name}", "backend: identity", f"max_batch_size: {max_batch_size}", *extra.splitlines(), "inputs:"]
     for i, (dt, dims) in enumerate(inputs):
         lines.append(f"  - {{name: INPUT{i}, datatype: {dt}, dims: {list(dims)}}}")
     lines.append("outputs:")

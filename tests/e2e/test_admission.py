@@ -12,19 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FerryServer
+from conftest import FerryServer, write_identity_model
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("admission")
     repo = root / "models"
-    (repo / "slow" / "1").mkdir(parents=True)
-    (repo / "slow" / "config.yaml").write_text(
-        "name: slow\nbackend: identity\nmax_batch_size: 0\n"
-        "inputs:\n  - {name: INPUT0, datatype: FP32, dims: [4]}\n"
-        "outputs:\n  - {name: OUTPUT0, datatype: FP32, dims: [4]}\n"
-        "parameters: {execute_delay_ms: 100}\nmax_queue_wait_ms: 150\nmax_queue_size: 64\n")
+    write_identity_model(repo, "slow", [("FP32", [4])], max_batch_size=0,
+                         extra="parameters: {execute_delay_ms: 100}\nmax_queue_wait_ms: 150\nmax_queue_size: 64")
     s = FerryServer(repo=repo, log_path=root / "ferry.log", extra_args=["--data-dir", str(root / "data")])
     s.start()
     yield s

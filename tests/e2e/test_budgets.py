@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ADMIN_KEY, FerryServer, ferry_binary, free_port
+from conftest import ADMIN_KEY, FerryServer, ferry_binary, free_port, write_identity_model
 from webhook_receiver import WebhookReceiver, make_secret, signature_ok
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -48,13 +48,8 @@ class SmtpSink:
 
 
 def identity(repo: Path, name: str) -> None:
-    (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.yaml").write_text(
-        f"name: {name}\nbackend: identity\nmax_batch_size: 8\n"
-        f"parameters: {{execute_delay_ms: '{EXECUTE_MS}'}}\n"
-        "dynamic_batching: {max_queue_delay_us: 500}\n"
-        "inputs:\n  - {name: INPUT0, datatype: FP32, dims: [4]}\n"
-        "outputs:\n  - {name: OUTPUT0, datatype: FP32, dims: [4]}\n")
+    write_identity_model(repo, name, [("FP32", [4])], max_batch_size=8,
+                         extra=f"parameters: {{execute_delay_ms: '{EXECUTE_MS}'}}\ndynamic_batching: {{max_queue_delay_us: 500}}")
 
 
 def costs_yaml(hook_url: str, secret: str, smtp_port: int) -> str:

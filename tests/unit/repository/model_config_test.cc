@@ -187,6 +187,12 @@ TEST(ParseModelConfigTest, ScalarsAndBounds) {
   ExpectError("instance_group: {count: 0}\n", "instance_group.count must be >= 1, got 0");
   ExpectError("instance_group: {threads: -1}\n", "instance_group.threads must be >= 0, got -1");
   ExpectError("instance_group: 2\n", "instance_group: expected a mapping");
+  ExpectError("instance_group: {min: 2}\n", "autoscaling needs max");
+  ExpectError("instance_group: {min: 3, max: 2}\n", "need 1 <= min <= count <= max <= 64");
+  ExpectError("instance_group: {count: 5, min: 1, max: 4}\n", "need 1 <= min <= count <= max <= 64");
+  ExpectError("instance_group: {max: 65}\n", "need 1 <= min <= count <= max <= 64");
+  ExpectError("instance_group: {cooldown_s: 3}\n", "needs autoscaling");
+  ExpectError("instance_group: {max: 2, scale_up_after_s: -1}\n", "0 to 86400 seconds");
   ExpectError("max_queue_size: 0\n", "max_queue_size must be >= 1, got 0");
   ExpectError("default_timeout_ms: -5\n", "default_timeout_ms must be within 0..");
   ExpectError("default_timeout_ms: 9223372036854776\n", "default_timeout_ms must be within 0..");
@@ -496,6 +502,24 @@ TEST(ParseModelConfigTest, MaxQueueWait) {
   EXPECT_EQ(ParseModelConfig("", "cnn")->max_queue_wait_us, 0);
   ExpectError("max_queue_wait_ms: -5\n", "max_queue_wait_ms must be within");
   ExpectError("max_queue_wait_ms: 1.5\n", "max_queue_wait_ms");
+}
+
+TEST(ParseModelConfigTest, AutoscaledInstanceGroupsStartAtTheirMinimum) {
+  Result<ModelConfig> r = Parse("instance_group: {min: 2, max: 4, scale_up_after_s: 0.5, cooldown_s: 2}\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->instance_count, 2);
+  EXPECT_EQ(r->instance_min, 2);
+  EXPECT_EQ(r->instance_max, 4);
+  EXPECT_DOUBLE_EQ(r->scale_up_after_s, 0.5);
+  EXPECT_DOUBLE_EQ(r->scale_down_idle_s, 30);
+  EXPECT_DOUBLE_EQ(r->scale_cooldown_s, 2);
+  Result<ModelConfig> fixed = Parse("instance_group: {count: 2}\n");
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->instance_max, 0);
+  Result<ModelConfig> from_one = Parse("instance_group: {max: 3}\n");
+  ASSERT_TRUE(from_one.ok());
+  EXPECT_EQ(from_one->instance_min, 1);
+  EXPECT_EQ(from_one->instance_count, 1);
 }
 
 }  // namespace

@@ -190,6 +190,64 @@ TEST(DynamicBatcherTest, EachTaskIsChargedItsRowsShareOfTheBatchAndTheSharesSumT
   EXPECT_LE(outcomes[0]->timings.charged_us, outcomes[2]->timings.charged_us);  // 1 row vs 3
 }
 
+TEST(DynamicBatcherTest, AutoscalingAddsAnInstanceWhileTheQueueStaysDeepAndRetiresItWhenIdle) {
+  FakeClock clock;
+  std::vector<DoublingInstance*> made;
+  std::mutex made_mu;
+  auto make = [&]() -> Result<std::unique_ptr<ModelInstance>> {
+    auto instance = std::make_unique<DoublingInstance>();
+    std::lock_guard lock(made_mu);
+    made.push_back(instance.get());
+    return std::unique_ptr<ModelInstance>(std::move(instance));
+  };
+  std::vector<std::pair<int, size_t>> changes;
+  DynamicBatcherOptions options;
+  options.planner = {1, false, Micros(0), {}};
+  options.clock = &clock;
+  options.scale = {1, 2, Micros(1'000'000), Micros(5'000'000), Micros(0)};
+  options.make_instance = make;
+  options.on_scale = [&](int delta, size_t n, const std::string&) { changes.emplace_back(delta, n); };
+  options.scale_every = Micros(0);  // the test looks, with ScaleOnce
+  std::vector<std::unique_ptr<ModelInstance>> first;
+  first.push_back(make().value());
+  auto batcher = DynamicBatcher::Create(std::move(options), std::move(first)).value();
+  made[0]->Hold();
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  std::vector<std::future<Result<std::vector<Tensor>>>> futures;
+  for (int i = 0; i < 3; ++i) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    futures.push_back(outcomes.back()->promise.get_future());
+    ASSERT_TRUE(batcher->Submit(MakeTask({1, 2}, outcomes.back())).ok());
+  }
+  made[0]->WaitRunning();  // one running, two queued for one instance: deep
+  batcher->ScaleOnce();
+  clock.Advance(std::chrono::milliseconds(999));
+  batcher->ScaleOnce();
+  EXPECT_EQ(batcher->Instances(), 1u);
+  clock.Advance(std::chrono::milliseconds(1));
+  batcher->ScaleOnce();
+  EXPECT_EQ(batcher->Instances(), 2u);
+  ASSERT_EQ(changes, (std::vector<std::pair<int, size_t>>{{1, 2}}));
+  made[0]->Release();
+  for (auto& f : futures) ASSERT_TRUE(f.get().ok());
+  // Idle with nothing queued for idle_after: back to the minimum, never below.
+  batcher->ScaleOnce();
+  clock.Advance(std::chrono::seconds(5));
+  batcher->ScaleOnce();
+  EXPECT_EQ(batcher->Instances(), 1u);
+  clock.Advance(std::chrono::seconds(60));
+  batcher->ScaleOnce();
+  batcher->ScaleOnce();
+  EXPECT_EQ(batcher->Instances(), 1u);
+  EXPECT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1], (std::pair<int, size_t>{-1, 1}));
+  // The one left still serves.
+  auto after = std::make_shared<Outcome>();
+  auto after_future = after->promise.get_future();
+  ASSERT_TRUE(batcher->Submit(MakeTask({3, 4}, after)).ok());
+  EXPECT_TRUE(after_future.get().ok());
+}
+
 TEST(DynamicBatcherTest, OnlineRequestsRunBeforeQueuedJobWorkAndNeverShareItsBatch) {
   DoublingInstance* instance;
   auto batcher = MakeBatcher(&instance, /*max_queue=*/2);
