@@ -203,20 +203,25 @@ TEST_F(UsageLedgerTest, WithAFlusherAlertsAreHandedOnByItNotByTheChargingThread)
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::thread::id> notified_on;
+  bool mail_queued = false;
   o.notify = [&](const BudgetAlert&) {
     std::lock_guard lock(mu);
     notified_on.push_back(std::this_thread::get_id());
-    cv.notify_all();
     return Status::Ok();
+  };
+  o.mail_queued = [&] {  // after the alert and its e-mail are stored
+    std::lock_guard lock(mu);
+    mail_queued = true;
+    cv.notify_all();
   };
   auto ledger = UsageLedger::Open(std::move(o), Config("  - {name: b, period: day, limit: 1.0, alerts: [50]}\n"));
   ASSERT_TRUE(ledger.ok());
   (*ledger)->Charge(Use("k", "m", 600));
   std::unique_lock lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return !notified_on.empty(); }));
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return mail_queued; }));
+  ASSERT_EQ(notified_on.size(), 1u);
   EXPECT_NE(notified_on[0], std::this_thread::get_id());
   lock.unlock();
-  ASSERT_TRUE((*ledger)->Flush().ok());
   EXPECT_EQ((*ledger)->DueMail(kMorning, 10)->size(), 1u);
 }
 
