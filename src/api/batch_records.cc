@@ -117,10 +117,11 @@ Result<std::shared_ptr<const ResponseRenderer>> RendererFor(const BatchServices&
 }
 
 // Runs a decoded request at bulk priority; a full queue or a model not ready yet is "try again".
-void InferRecord(InferenceService* inference, const std::string& model, InferRequest&& request,
-                 std::shared_ptr<CancelToken> cancel, int64_t line, std::shared_ptr<const ResponseRenderer> renderer,
+void InferRecord(InferenceService* inference, const std::string& model, const std::string& caller,
+                 InferRequest&& request, std::shared_ptr<CancelToken> cancel, int64_t line, std::shared_ptr<const ResponseRenderer> renderer,
                  std::function<void(RecordOutcome)> done) {
   std::string key = request.id;
+  request.caller = caller;  // charged to whoever made the batch
   inference->Infer(
       model, std::nullopt, std::move(request), std::move(cancel),
       [done = std::move(done), key = std::move(key), line, renderer](Result<InferResponse> response) {
@@ -135,8 +136,8 @@ void InferRecord(InferenceService* inference, const std::string& model, InferReq
 
 class OipExecutor final : public RecordExecutor {
  public:
-  OipExecutor(std::string model, const BatchServices& services, BatchOutputFormat format)
-      : model_(std::move(model)), services_(services), format_(format) {}
+  OipExecutor(const BatchSpec& spec, const BatchServices& services)
+      : model_(spec.model), caller_(spec.caller), services_(services), format_(spec.output_format) {}
 
   Status Prepare(const std::vector<std::string>&) override {
     FERRY_ASSIGN_OR_RETURN(renderer_, RendererFor(services_, model_, format_));
@@ -152,7 +153,7 @@ class OipExecutor final : public RecordExecutor {
     Result<InferRequest> request = DecodeInferRequest(std::move(body), std::nullopt);
     if (!request.ok()) return done({RecordOutcome::Kind::kError, ErrorLine(record, request.status())});
     if (request->id.empty()) request->id = LineKey(record);
-    InferRecord(services_.inference, model_, std::move(request).value(), std::move(cancel), record.line, renderer_,
+    InferRecord(services_.inference, model_, caller_, std::move(request).value(), std::move(cancel), record.line, renderer_,
                 std::move(done));
   }
   std::string ErrorLine(const BatchRecord& record, const Status& error) override {
@@ -161,6 +162,7 @@ class OipExecutor final : public RecordExecutor {
 
  private:
   std::string model_;
+  std::string caller_;
   BatchServices services_;
   BatchOutputFormat format_;
   std::shared_ptr<const ResponseRenderer> renderer_;
@@ -168,8 +170,8 @@ class OipExecutor final : public RecordExecutor {
 
 class CsvExecutor final : public RecordExecutor {
  public:
-  CsvExecutor(std::string model, const BatchServices& services, BatchOutputFormat format)
-      : model_(std::move(model)), services_(services), format_(format) {}
+  CsvExecutor(const BatchSpec& spec, const BatchServices& services)
+      : model_(spec.model), caller_(spec.caller), services_(services), format_(spec.output_format) {}
 
   Status Prepare(const std::vector<std::string>& header) override {
     FERRY_ASSIGN_OR_RETURN(const ModelConfig config, services_.manager->ConfigOf(model_, std::nullopt));
@@ -187,7 +189,7 @@ class CsvExecutor final : public RecordExecutor {
     }
     Result<InferRequest> request = CsvRowToRequest(map_, record.fields, Key(record));
     if (!request.ok()) return done({RecordOutcome::Kind::kError, ErrorLine(record, request.status())});
-    InferRecord(services_.inference, model_, std::move(request).value(), std::move(cancel), record.line, renderer_,
+    InferRecord(services_.inference, model_, caller_, std::move(request).value(), std::move(cancel), record.line, renderer_,
                 std::move(done));
   }
   std::string ErrorLine(const BatchRecord& record, const Status& error) override {
@@ -201,6 +203,7 @@ class CsvExecutor final : public RecordExecutor {
     return has_key ? r.fields[map_.key_column] : LineKey(r);
   }
   std::string model_;
+  std::string caller_;
   BatchServices services_;
   BatchOutputFormat format_;
   CsvColumnMap map_;
@@ -211,8 +214,8 @@ class CsvExecutor final : public RecordExecutor {
 // model's preprocess block decodes, or a text), keyed by the file's relative path.
 class FilesExecutor final : public RecordExecutor {
  public:
-  FilesExecutor(std::string model, const BatchServices& services, BatchOutputFormat format)
-      : model_(std::move(model)), services_(services), format_(format) {}
+  FilesExecutor(const BatchSpec& spec, const BatchServices& services)
+      : model_(spec.model), caller_(spec.caller), services_(services), format_(spec.output_format) {}
   std::string OutputHeader() const override { return renderer_ ? renderer_->header() : ""; }
 
   Status Prepare(const std::vector<std::string>&) override {
@@ -241,7 +244,7 @@ class FilesExecutor final : public RecordExecutor {
     InferRequest request;
     request.id = record.fields.at(0);
     request.inputs.push_back(Tensor{input_, DataType::kBytes, shape_, Buffer::Own(std::move(bytes))});
-    InferRecord(services_.inference, model_, std::move(request), std::move(cancel), record.line, renderer_,
+    InferRecord(services_.inference, model_, caller_, std::move(request), std::move(cancel), record.line, renderer_,
                 std::move(done));
   }
   std::string ErrorLine(const BatchRecord& record, const Status& error) override {
@@ -250,6 +253,7 @@ class FilesExecutor final : public RecordExecutor {
 
  private:
   std::string model_;
+  std::string caller_;
   BatchServices services_;
   BatchOutputFormat format_;
   std::string input_;
@@ -278,7 +282,8 @@ class LineChannel final : public GenerationChannel {
 class OpenAiExecutor final : public RecordExecutor {
  public:
   OpenAiExecutor(const BatchSpec& spec, std::string batch_id, CompletionService* completions)
-      : model_(spec.model), endpoint_(spec.endpoint), batch_id_(std::move(batch_id)), completions_(completions),
+      : model_(spec.model), caller_(spec.caller), endpoint_(spec.endpoint), batch_id_(std::move(batch_id)),
+        completions_(completions),
         api_(spec.endpoint == "/v1/completions" ? TextApi::kCompletions : TextApi::kChat) {}
 
   void Run(const BatchRecord& record, std::shared_ptr<CancelToken> cancel,
@@ -318,6 +323,7 @@ class OpenAiExecutor final : public RecordExecutor {
   }
 
   std::string model_;
+  std::string caller_;
   std::string endpoint_;
   std::string batch_id_;
   CompletionService* completions_;
@@ -353,7 +359,7 @@ void OpenAiExecutor::Run(const BatchRecord& record, std::shared_ptr<CancelToken>
   };
   auto channel = std::make_shared<LineChannel>(done, render);
   Status started = completions_->Start(api_, body_json, model_, /*force_stream=*/false, std::move(cancel), channel,
-                                       Priority::kBulk);
+                                       Priority::kBulk, caller_);
   if (started.ok()) return;
   if (started.code() == StatusCode::kUnavailable) return done({RecordOutcome::Kind::kRetry, ""});
   // Refused before it ran (an unknown model, a bad body): the answer online traffic would have had.
@@ -550,11 +556,11 @@ class PublishingExecutor final : public RecordExecutor {
 Result<std::unique_ptr<RecordExecutor>> MakeTensorExecutor(const BatchSpec& spec, const BatchServices& services) {
   switch (spec.format) {
     case BatchFormat::kCsv:
-      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec.model, services, spec.output_format));
+      return std::unique_ptr<RecordExecutor>(new CsvExecutor(spec, services));
     case BatchFormat::kFiles:
-      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec.model, services, spec.output_format));
+      return std::unique_ptr<RecordExecutor>(new FilesExecutor(spec, services));
     case BatchFormat::kOip:
-      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec.model, services, spec.output_format));
+      return std::unique_ptr<RecordExecutor>(new OipExecutor(spec, services));
     case BatchFormat::kOpenAi:
       break;
   }

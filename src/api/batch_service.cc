@@ -416,8 +416,11 @@ Status BatchService::CheckModel(const BatchSpec& spec) {
   return Status::Ok();
 }
 
-Result<std::string> BatchService::Create(std::string_view body) {
+Result<std::string> BatchService::Create(std::string_view body, const std::string& caller) {
   FERRY_ASSIGN_OR_RETURN(Parsed p, ParseCreate(body));
+  p.spec.caller = caller;
+  // A caller whose budget is spent is refused now, not once the batch runs.
+  if (usage_ != nullptr) FERRY_RETURN_IF_ERROR(usage_->Admit(caller, p.spec.model));
   FERRY_ASSIGN_OR_RETURN(Batch batch, CreateParsed(std::move(p), NewBatchId()));
   return BatchObjectJson(batch);
 }
@@ -445,6 +448,7 @@ Result<bool> BatchService::Launch(const BatchOrder& order) {
   if (existing) return false;
   FERRY_ASSIGN_OR_RETURN(Parsed p, ParsedFromTemplate(order.batch));
   p.spec.metadata_json = order.metadata_json.empty() ? "{}" : order.metadata_json;
+  p.spec.caller = "(schedule)";
   FERRY_RETURN_IF_ERROR(CreateParsed(std::move(p), order.id).status());
   return true;
 }

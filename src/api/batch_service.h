@@ -15,6 +15,7 @@
 #include "jobs/batch_scheduler.h"
 #include "jobs/batch_store.h"
 #include "schedules/schedule.h"
+#include "usage/usage_ledger.h"
 
 namespace ferry {
 
@@ -36,6 +37,9 @@ class BatchService {
  public:
   BatchService(BatchStore* store, BatchServices services, BatchServiceOptions options);
 
+  // Cost accounting: a batch is charged to its caller, who is refused (kResourceExhausted) when its
+  // budget's hard cap is reached; may be null.
+  void set_usage(UsageLedger* usage) { usage_ = usage; }
   // Called after a batch is created or cancelled (the server wakes its scheduler).
   void set_on_change(std::function<void()> f) { on_change_ = std::move(f); }
 
@@ -54,7 +58,8 @@ class BatchService {
   //            "format": "oip" | "csv" | "files" | "openai", "output": "<path under the output root>",
   //            "output_format": "jsonl" | "csv" (default: csv for an output named *.csv),
   //            "priority": 0, "metadata": {...}}
-  Result<std::string> Create(std::string_view body);
+  // `caller`: the API key's name it is charged to.
+  Result<std::string> Create(std::string_view body, const std::string& caller = "(none)");
   Result<std::string> BatchJson(const std::string& id);
   // GET /v1/batches?after=&limit=
   Result<std::string> ListJson(std::string_view after, int64_t limit);
@@ -91,6 +96,7 @@ class BatchService {
   BatchServices services_;
   BatchServiceOptions options_;
   std::function<void()> on_change_;
+  UsageLedger* usage_ = nullptr;
   JsonWatcher watcher_;
 };
 

@@ -112,7 +112,7 @@ void ServingRouter::HandleBatchRoute(HttpRequest&& request, std::shared_ptr<Canc
       auto spooled = std::make_shared<SpooledBody>(request.body_file);
       work = [this, request = std::move(request), spooled] { return FromResult(Upload(batches_, request, *spooled)); };
     } else if (method == "POST") {
-      work = [this, body = request.body] { return FromResult(batches_->Create(*body)); };
+      work = [this, body = request.body, caller = request.caller] { return FromResult(batches_->Create(*body, caller)); };
     } else if (method == "GET") {
       Result<int64_t> limit = Limit(request.target, files ? 10'000 : 20);
       if (!limit.ok()) return respond(ErrorResponse(limit.status()));

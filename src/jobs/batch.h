@@ -61,6 +61,8 @@ struct BatchSpec {
   // A precomputed table the output is published into when the batch completes (keys: the records'
   // ids); empty for none. Tensor formats only.
   std::string publish_table;
+  // Who made it, and is charged for its records (an API key's name; "(schedule)" for a schedule's).
+  std::string caller = "(none)";
 };
 
 // How far a batch has come: what its last checkpoint committed. Records are written in input order, so

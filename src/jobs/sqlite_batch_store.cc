@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <random>
+#include <set>
 
 namespace ferry {
 namespace {
@@ -17,6 +18,7 @@ CREATE TABLE IF NOT EXISTS batches(
   format INTEGER NOT NULL,
   output_format INTEGER NOT NULL DEFAULT 0,
   publish_table TEXT NOT NULL DEFAULT '',
+  caller TEXT NOT NULL DEFAULT '(none)',
   input_path TEXT NOT NULL,
   input_file_id TEXT NOT NULL,
   output_path TEXT NOT NULL,
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS files(
 )sql";
 
 constexpr const char* kBatchColumns =
-    "id, model, endpoint, format, output_format, publish_table, input_path, input_file_id, output_path, errors_path, metadata, "
+    "id, model, endpoint, format, output_format, publish_table, caller, input_path, input_file_id, output_path, errors_path, metadata, "
     "completion_window, priority, state, records_done, input_offset, input_line, output_bytes, errors_bytes, "
     "completed, failed, total, created_ms, in_progress_ms, finalizing_ms, completed_ms, failed_ms, "
     "cancelling_ms, cancelled_ms, error, output_file_id, error_file_id, lease_owner, lease_expires_ms, "
@@ -74,6 +76,7 @@ Batch ReadBatch(const SqliteStatement& r) {
   b.spec.format = static_cast<BatchFormat>(r.Int(c++));
   b.spec.output_format = static_cast<BatchOutputFormat>(r.Int(c++));
   b.spec.publish_table = r.Text(c++);
+  b.spec.caller = r.Text(c++);
   b.spec.input_path = r.Text(c++);
   b.spec.input_file_id = r.Text(c++);
   b.spec.output_path = r.Text(c++);
@@ -156,19 +159,25 @@ Status SqliteBatchStore::InTransaction(const std::function<Status()>& body) {
   return s;
 }
 
-// A data folder written before a column existed gets it, with its default.
+// A data folder written before a column existed gets it, with its default (batches made before they
+// were charged to their caller: "(none)").
 Status SqliteBatchStore::AddMissingColumns() {
-  bool has_publish = false;
+  std::set<std::string> have;
   {
     FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare("SELECT name FROM pragma_table_info('batches')"));
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
-      has_publish = has_publish || st.Text(0) == "publish_table";
+      have.insert(st.Text(0));
     }
   }
-  if (has_publish) return Status::Ok();
-  return db_->Exec("ALTER TABLE batches ADD COLUMN publish_table TEXT NOT NULL DEFAULT ''");
+  if (!have.count("publish_table")) {
+    FERRY_RETURN_IF_ERROR(db_->Exec("ALTER TABLE batches ADD COLUMN publish_table TEXT NOT NULL DEFAULT ''"));
+  }
+  if (!have.count("caller")) {
+    FERRY_RETURN_IF_ERROR(db_->Exec("ALTER TABLE batches ADD COLUMN caller TEXT NOT NULL DEFAULT '(none)'"));
+  }
+  return Status::Ok();
 }
 
 Result<Batch> SqliteBatchStore::Create(const BatchSpec& spec, const std::string& id) {
@@ -176,13 +185,13 @@ Result<Batch> SqliteBatchStore::Create(const BatchSpec& spec, const std::string&
   const std::string batch_id = id.empty() ? NewBatchId() : id;
   FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(R"sql(
 INSERT INTO batches(id, model, endpoint, format, input_path, input_file_id, output_path, errors_path, metadata,
-                    completion_window, priority, state, created_ms, output_format, publish_table)
-VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14))sql"));
+                    completion_window, priority, state, created_ms, output_format, publish_table, caller)
+VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15))sql"));
   st.BindText(1, batch_id).BindText(2, spec.model).BindText(3, spec.endpoint).Bind(4, static_cast<int64_t>(spec.format));
   st.BindText(5, spec.input_path).BindText(6, spec.input_file_id).BindText(7, spec.output_path);
   st.BindText(8, spec.errors_path).BindText(9, spec.metadata_json).BindText(10, spec.completion_window);
   st.Bind(11, spec.priority).Bind(12, Now()).Bind(13, static_cast<int64_t>(spec.output_format));
-  st.BindText(14, spec.publish_table);
+  st.BindText(14, spec.publish_table).BindText(15, spec.caller);
   FERRY_RETURN_IF_ERROR(st.Run());
   FERRY_ASSIGN_OR_RETURN(std::optional<Batch> batch, GetLocked(batch_id));
   if (!batch) return Internal("batch store: a batch just written cannot be read back");

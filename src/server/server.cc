@@ -332,6 +332,7 @@ Status Server::BuildUsage() {
   inference_->SetUsage(usage_ledger_.get());
   completions_->SetUsage(usage_ledger_.get());
   if (jobs_) jobs_->set_usage(usage_ledger_.get());
+  if (batches_) batches_->set_usage(usage_ledger_.get());
   return Status::Ok();
 }
 

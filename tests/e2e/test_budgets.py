@@ -5,6 +5,7 @@ loopback:
   (signed) and once by e-mail, then 429 with Retry-After until the day ends; a key without a budget
   is still served;
 - a restart in the middle keeps the count and the alerts already sent;
+- jobs and batches are charged to the key that made them, and refused (429) once its budget is spent;
 - /v1/usage totals equal the sum of the answers' own compute times (x-ferry-compute-us) and their count;
 - a key sees only its own usage; malformed cost files stop the server with the reason, and a malformed
   PUT of the configuration is refused with 400 while the previous settings stay in force.
@@ -103,8 +104,10 @@ def started():
 
 
 def start(started: list, root: Path, extra=()) -> FerryServer:
+    (root / "in").mkdir(exist_ok=True)
     s = FerryServer(repo=root / "models", log_path=root / "ferry.log",
                     extra_args=["--admin-key", ADMIN_KEY, "--require-api-keys", "--data-dir", str(root / "data"),
+                                "--batch-input-root", str(root / "in"),
                                 "--webhook-allow", "127.0.0.1/32", "--costs", str(root / "costs.yaml"), *extra])
     s.start_timeout_s = 30
     s.wait_for_every_model = False
@@ -178,6 +181,21 @@ def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuse
     status, _, body = server.request("GET", f"/v1/jobs/{json.loads(body)['id']}?wait=30s", headers=keys["free"],
                                      timeout=40)
     assert status == 200 and json.loads(body)["status"] == "succeeded", body
+    # So do batches: refused at once for the spent key; the other key's records are charged to it.
+    records = 5
+    (tmp_path / "in" / "b.jsonl").write_text(
+        "".join(json.dumps({"id": f"r{i}", **json.loads(BODY)}) + "\n" for i in range(records)))
+    batch = json.dumps({"model": "metered", "input": "b.jsonl"}).encode()
+    status, h, body = server.request("POST", "/v1/batches", batch, keys["tight"])
+    assert status == 429 and int(h["retry-after"]) >= 1 and "budget 'tight'" in json.loads(body)["error"], body
+    status, _, body = server.request("POST", "/v1/batches", batch, keys["free"])
+    assert status == 200, body
+    batch_id = json.loads(body)["id"]
+    deadline = time.monotonic() + 60
+    while (state := json.loads(server.request("GET", f"/v1/batches/{batch_id}", headers=keys["free"])[2])
+           )["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state["status"] == "completed" and state["request_counts"]["completed"] == records, state
 
     # Each threshold once, on both channels.
     assert receiver.wait_for(lambda recs: len([r for r in recs if r.path == "/budget"]) >= 3, 20), receiver.received
@@ -206,7 +224,8 @@ def test_a_small_budget_alerts_once_per_threshold_survives_a_restart_then_refuse
     assert abs(row["cost"] - row["compute_us"] / 1e6) < 1e-9
     assert row["cost"] >= LIMIT
 
-    assert next(r for r in final["rows"] if r["key"] == "free")["requests"] == 2  # the infer and the job
+    # The infer, the job and the batch's records.
+    assert next(r for r in final["rows"] if r["key"] == "free")["requests"] == 2 + records
 
     # A key sees only its own use.
     own = usage(server, tight)

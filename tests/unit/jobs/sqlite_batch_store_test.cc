@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
+#include <fmt/format.h>
 
+#include <atomic>
+#include <filesystem>
+
+#include "jobs/sqlite_db.h"
 #include "testing/temp_repository.h"
 
 namespace ferry {
@@ -31,6 +35,7 @@ class SqliteBatchStoreTest : public ::testing::Test {
     s.errors_path = "/out.jsonl.errors.jsonl";
     s.metadata_json = R"({"k":"v"})";
     s.priority = priority;
+    s.caller = "reporting";
     return s;
   }
   TempRepository dir_;
@@ -49,6 +54,7 @@ TEST_F(SqliteBatchStoreTest, CreateThenGetRoundTripsTheSpec) {
   EXPECT_EQ(b.spec.format, BatchFormat::kCsv);
   EXPECT_EQ(b.spec.metadata_json, R"({"k":"v"})");
   EXPECT_EQ(b.spec.priority, 3);
+  EXPECT_EQ(b.spec.caller, "reporting");
   EXPECT_EQ(b.created_ms, now_.load());
   EXPECT_EQ(b.progress.total, -1);
   auto missing = store->Get("batch_nope");
@@ -214,6 +220,40 @@ TEST_F(SqliteBatchStoreTest, ACommittedCheckpointSurvivesReopening) {
   }
   auto store = Open();
   EXPECT_EQ((*store->Get(id))->progress.records_done, 42);
+}
+
+TEST_F(SqliteBatchStoreTest, AStoreFromBeforeCallersGetsTheColumnsAndItsBatchesRunAsNone) {
+  std::filesystem::create_directories(dir_.root() / "data");
+  {
+    auto db = SqliteDb::Open(dir_.root() / "data" / "batches.db", false).value();
+    std::string columns;  // the first stored shape: no publish_table, no caller
+    for (const char* c : {"state", "records_done", "input_offset", "input_line", "output_bytes", "errors_bytes",
+                          "completed", "failed", "in_progress_ms", "finalizing_ms", "completed_ms", "failed_ms",
+                          "cancelling_ms", "cancelled_ms", "lease_expires_ms", "checkpoints", "resumes",
+                          "records_redone", "output_format"}) {
+      columns += fmt::format(", {} INTEGER NOT NULL DEFAULT 0", c);
+    }
+    ASSERT_TRUE(db->Exec("CREATE TABLE batches(id TEXT PRIMARY KEY, model TEXT NOT NULL, endpoint TEXT NOT NULL, "
+                         "format INTEGER NOT NULL, input_path TEXT NOT NULL, input_file_id TEXT NOT NULL, "
+                         "output_path TEXT NOT NULL, errors_path TEXT NOT NULL, metadata TEXT NOT NULL, "
+                         "completion_window TEXT NOT NULL, priority INTEGER NOT NULL, total INTEGER NOT NULL "
+                         "DEFAULT -1, created_ms INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '', output_file_id "
+                         "TEXT NOT NULL DEFAULT '', error_file_id TEXT NOT NULL DEFAULT '', lease_owner TEXT NOT "
+                         "NULL DEFAULT ''" + columns + ");"
+                         "INSERT INTO batches(id, model, endpoint, format, input_path, input_file_id, output_path, "
+                         "errors_path, metadata, completion_window, priority, created_ms) VALUES ('batch_old', "
+                         "'identity', '', 2, '/in.csv', '', '/o', '/e', '{}', '24h', 0, 1);").ok());
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto old = store->Get("batch_old");
+  ASSERT_TRUE(old.ok() && old->has_value()) << old.status().ToString();
+  EXPECT_EQ((*old)->spec.caller, "(none)");
+  EXPECT_EQ((*old)->spec.publish_table, "");
+  auto created = store->Create(Spec());
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->spec.caller, "reporting");
+  EXPECT_NE(Open(), nullptr);  // and again, with the columns there
 }
 
 }  // namespace
