@@ -112,6 +112,9 @@ Status CompletionService::CheckJob(TextApi api, std::string_view body, const std
 Status CompletionService::StartParsed(ParsedGeneration&& parsed, TextApi api, std::shared_ptr<CancelToken> cancel,
                                       std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish) {
   if (usage_ != nullptr) FERRY_RETURN_IF_ERROR(usage_->Admit(parsed.caller, parsed.model));
+  // Token rates pace online traffic; jobs and batches are paced by their lower priority instead.
+  const bool online = parsed.request.priority == Priority::kOnline;
+  if (keys_ != nullptr && online) FERRY_RETURN_IF_ERROR(keys_->AdmitTokens(parsed.caller));
   Result<ModelHandle> handle = manager_->Get(parsed.model, std::nullopt);
   if (handle.ok()) {
     return StartOn(std::move(handle).value(), std::move(parsed), api, std::move(cancel), std::move(channel),
@@ -151,6 +154,10 @@ Status CompletionService::StartOn(ModelHandle handle, ParsedGeneration&& parsed,
   who.model = parsed.model;
   who.model_version = handle->version();
   who.client_id = parsed.client_id;
+  ConcurrencyLimits::Slot slot;
+  if (limits_ != nullptr) {
+    FERRY_ASSIGN_OR_RETURN(slot, limits_->Enter(parsed.model, handle->config().max_concurrent_requests));
+  }
   if (!cancel) cancel = CancelToken::Create();
   uint64_t generation = 0;
   {
@@ -158,7 +165,8 @@ Status CompletionService::StartOn(ModelHandle handle, ParsedGeneration&& parsed,
     generation = next_generation_++;
     active_[generation] = cancel;
   }
-  auto finished = [this, generation, on_finish = std::move(on_finish)] {
+  auto finished = [this, generation, on_finish = std::move(on_finish), slot]() mutable {
+    slot.reset();  // the generation is over: its model may take another
     {
       std::lock_guard lock(mu_);
       active_.erase(generation);
@@ -166,9 +174,13 @@ Status CompletionService::StartOn(ModelHandle handle, ParsedGeneration&& parsed,
     if (on_finish) on_finish();
   };
   std::function<void(const GenerationStats&)> charge;
-  if (usage_ != nullptr) {
-    charge = [usage = usage_, caller = parsed.caller, model = parsed.model](const GenerationStats& s) {
-      usage->Charge(UsageCharge{caller, model, UsageUnits{1, s.compute_us, s.prompt_tokens, s.completion_tokens}});
+  KeyRegistry* keys = parsed.request.priority == Priority::kOnline ? keys_ : nullptr;
+  if (usage_ != nullptr || keys != nullptr) {
+    charge = [usage = usage_, keys, caller = parsed.caller, model = parsed.model](const GenerationStats& s) {
+      if (usage != nullptr) {
+        usage->Charge(UsageCharge{caller, model, UsageUnits{1, s.compute_us, s.prompt_tokens, s.completion_tokens}});
+      }
+      if (keys != nullptr) keys->ChargeTokens(caller, int64_t{s.prompt_tokens} + s.completion_tokens);
     };
   }
   auto sink = std::make_shared<ChannelSink>(std::move(who), parsed.stream, parsed.include_usage, channel,

@@ -11,8 +11,10 @@
 #include <string_view>
 
 #include "api/openai_codec.h"
+#include "keys/key_registry.h"
 #include "common/cancel_token.h"
 #include "lifecycle/model_manager.h"
+#include "scheduling/concurrency_limit.h"
 #include "usage/usage_ledger.h"
 
 namespace ferry {
@@ -44,6 +46,11 @@ class CompletionService {
                Priority priority = Priority::kOnline, const std::string& caller = "(none)");
   // Cost accounting (see InferenceService::SetUsage); may be null.
   void SetUsage(UsageLedger* usage) { usage_ = usage; }
+  // Token rate limits of API keys (online generations are admitted and charged by the caller's key);
+  // may be null.
+  void SetKeys(KeyRegistry* keys) { keys_ = keys; }
+  // The per-model caps on concurrent requests, shared with the inference service; may be null.
+  void SetConcurrencyLimits(ConcurrencyLimits* limits) { limits_ = limits; }
 
   // For an asynchronous job: checks a generation body for `model` (which wins over the body's own) now,
   // so that a job that could never run is refused at submit. Jobs do not stream.
@@ -88,6 +95,8 @@ class CompletionService {
                  std::shared_ptr<GenerationChannel> channel, std::function<void()> on_finish);
   ModelManager* manager_;
   UsageLedger* usage_ = nullptr;
+  KeyRegistry* keys_ = nullptr;
+  ConcurrencyLimits* limits_ = nullptr;
   std::mutex mu_;
   uint64_t next_generation_ = 0;
   std::map<uint64_t, std::weak_ptr<CancelToken>> active_;  // for CancelAll

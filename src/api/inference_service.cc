@@ -204,6 +204,15 @@ void InferenceService::InferWith(ModelHandle servable, std::string_view model, s
   if (Status outputs = CheckRequestedOutputs(config, request, model); !outputs.ok()) return done(outputs);
   Result<int64_t> batch = ValidateAndOrderInputs(config, &request.inputs);
   if (!batch.ok()) return done(batch.status());
+  if (limits_ != nullptr && config.max_concurrent_requests > 0) {
+    Result<ConcurrencyLimits::Slot> slot = limits_->Enter(config.name, config.max_concurrent_requests);
+    if (!slot.ok()) return done(slot.status());
+    // Held until the answer is out (released before the caller hears it, so it may send the next one).
+    done = [slot = std::move(slot).value(), done = std::move(done)](Result<InferResponse> r) mutable {
+      slot.reset();
+      done(std::move(r));
+    };
+  }
   const bool hybrid = config.precomputed.has_value() || config.response_cache;
   auto live = std::make_shared<Live>(Live{std::move(servable), version, std::string(model), std::move(request),
                                           *batch, std::move(cancel), std::move(done), priority, start});

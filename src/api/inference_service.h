@@ -13,6 +13,7 @@
 #include "hybrid/table_store.h"
 #include "lifecycle/model_manager.h"
 #include "metrics/serving_metrics.h"
+#include "scheduling/concurrency_limit.h"
 #include "tensor/infer_message.h"
 #include "usage/usage_ledger.h"
 
@@ -48,6 +49,8 @@ class InferenceService {
   // Cost accounting: each request is first admitted by the caller's and the model's budgets
   // (request.caller), and each answer is charged with its compute time. May be null (no accounting).
   void SetUsage(UsageLedger* usage) { usage_ = usage; }
+  // The per-model caps on concurrent requests, shared with the completion service; may be null.
+  void SetConcurrencyLimits(ConcurrencyLimits* limits) { limits_ = limits; }
 
   // Calls `done` exactly once: inline for requests refused up front, else on an executor thread.
   // Job work passes Priority::kJob: it runs only while no online request waits for the model.
@@ -98,6 +101,7 @@ class InferenceService {
   ModelManager* manager_;
   ServingMetrics* metrics_;
   Hybrid hybrid_;
+  ConcurrencyLimits* limits_ = nullptr;
   UsageLedger* usage_ = nullptr;
 };
 

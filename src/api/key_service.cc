@@ -13,6 +13,7 @@ void WriteKey(JsonWriter& w, const ApiKey& k, const std::string* secret) {
   w.Key("prefix").String(k.prefix).Key("source").String(k.source).Key("models").BeginArray();
   for (const std::string& m : k.models) w.String(m);
   w.EndArray().Key("rate_per_s").Double(k.rate_per_s).Key("burst").Int(k.burst);
+  w.Key("tokens_per_s").Double(k.tokens_per_s).Key("token_burst").Int(k.token_burst);
   w.Key("created_at").Double(static_cast<double>(k.created_ms) / 1000.0);
   w.Key("revoked").Bool(k.revoked_ms != 0);
   if (secret != nullptr) w.Key("secret").String(*secret);
@@ -43,6 +44,10 @@ Result<ApiKey> ParseKeyBody(std::string_view body) {
       if (value.get_double().get(key.rate_per_s)) return InvalidArgument("'rate_per_s' must be a number");
     } else if (name == "burst") {
       if (value.get_int64().get(key.burst)) return InvalidArgument("'burst' must be an integer");
+    } else if (name == "tokens_per_s") {
+      if (value.get_double().get(key.tokens_per_s)) return InvalidArgument("'tokens_per_s' must be a number");
+    } else if (name == "token_burst") {
+      if (value.get_int64().get(key.token_burst)) return InvalidArgument("'token_burst' must be an integer");
     } else {
       return InvalidArgument(fmt::format("unknown key '{}'", std::string(name).substr(0, 64)));
     }

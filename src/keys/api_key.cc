@@ -60,6 +60,12 @@ Status CheckKeyFields(const ApiKey& key) {
   if (key.rate_per_s > 0 && (key.burst < 1 || key.burst > 1'000'000)) {
     return InvalidArgument("burst must be within 1..1000000 with a rate");
   }
+  if (!std::isfinite(key.tokens_per_s) || key.tokens_per_s < 0 || key.tokens_per_s > 1e9) {
+    return InvalidArgument("tokens_per_s must be within 0..1000000000 (0: no limit)");
+  }
+  if (key.tokens_per_s > 0 && (key.token_burst < 1 || key.token_burst > 1'000'000'000)) {
+    return InvalidArgument("token_burst must be within 1..1000000000 with a token rate");
+  }
   return Status::Ok();
 }
 
@@ -75,6 +81,16 @@ bool TokenBucket::Take(SteadyTime now) {
   if (tokens_ < 1.0) return false;
   tokens_ -= 1.0;
   return true;
+}
+
+bool TokenBucket::Available(SteadyTime now) {
+  Refill(now);
+  return tokens_ >= 1.0;
+}
+
+void TokenBucket::Spend(double n, SteadyTime now) {
+  Refill(now);
+  tokens_ -= n;
 }
 
 std::chrono::milliseconds TokenBucket::WaitForNext(SteadyTime now) const {

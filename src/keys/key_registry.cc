@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS api_keys(
   models TEXT NOT NULL,
   rate_per_s REAL NOT NULL,
   burst INTEGER NOT NULL,
+  tokens_per_s REAL NOT NULL DEFAULT 0,
+  token_burst INTEGER NOT NULL DEFAULT 0,
   created_ms INTEGER NOT NULL,
   revoked_ms INTEGER NOT NULL DEFAULT 0);
 )sql";
@@ -56,6 +58,9 @@ ApiKey& DefaultBurst(ApiKey& key) {
   if (key.burst == 0 && std::isfinite(key.rate_per_s) && key.rate_per_s > 0 && key.rate_per_s <= 1e6) {
     key.burst = static_cast<int64_t>(std::ceil(key.rate_per_s));
   }
+  if (key.token_burst == 0 && std::isfinite(key.tokens_per_s) && key.tokens_per_s > 0 && key.tokens_per_s <= 1e9) {
+    key.token_burst = static_cast<int64_t>(std::ceil(key.tokens_per_s));
+  }
   return key;
 }
 
@@ -77,6 +82,10 @@ Result<ApiKey> FileKey(const YAML::Node& node, size_t index) {
       key.rate_per_s = field.second.as<double>();
     } else if (name == "burst") {
       key.burst = field.second.as<int64_t>();
+    } else if (name == "tokens_per_s") {
+      key.tokens_per_s = field.second.as<double>();
+    } else if (name == "token_burst") {
+      key.token_burst = field.second.as<int64_t>();
     } else {
       return InvalidArgument(fmt::format("{}: unknown key '{}'", where, name.substr(0, 64)));
     }
@@ -99,13 +108,25 @@ Result<std::unique_ptr<KeyRegistry>> KeyRegistry::Open(const std::filesystem::pa
   FERRY_RETURN_IF_ERROR(registry->db_->Exec("PRAGMA journal_mode=WAL"));
   FERRY_RETURN_IF_ERROR(registry->db_->Exec("PRAGMA synchronous=FULL"));
   FERRY_RETURN_IF_ERROR(registry->db_->Exec(kSchema));
+  FERRY_RETURN_IF_ERROR(registry->AddMissingColumns());
   FERRY_RETURN_IF_ERROR(registry->LoadStored());
   return registry;
 }
 
+// Keys stored before token limits existed get the columns (no token limit).
+Status KeyRegistry::AddMissingColumns() {
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement st,
+                         db_->Prepare("SELECT COUNT(*) FROM pragma_table_info('api_keys') WHERE name = 'tokens_per_s'"));
+  FERRY_RETURN_IF_ERROR(st.Step().status());
+  if (st.Int(0) > 0) return Status::Ok();
+  FERRY_RETURN_IF_ERROR(db_->Exec("ALTER TABLE api_keys ADD COLUMN tokens_per_s REAL NOT NULL DEFAULT 0"));
+  return db_->Exec("ALTER TABLE api_keys ADD COLUMN token_burst INTEGER NOT NULL DEFAULT 0");
+}
+
 Status KeyRegistry::LoadStored() {
   FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(
-      "SELECT id, name, hash, prefix, models, rate_per_s, burst, created_ms, revoked_ms FROM api_keys"));
+      "SELECT id, name, hash, prefix, models, rate_per_s, burst, created_ms, revoked_ms, tokens_per_s, token_burst "
+      "FROM api_keys"));
   std::lock_guard lock(mu_);
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -120,6 +141,8 @@ Status KeyRegistry::LoadStored() {
     key.burst = st.Int(6);
     key.created_ms = st.Int(7);
     key.revoked_ms = st.Int(8);
+    key.tokens_per_s = st.Double(9);
+    key.token_burst = st.Int(10);
     AddLocked(key);
   }
   return Status::Ok();
@@ -127,7 +150,11 @@ Status KeyRegistry::LoadStored() {
 
 void KeyRegistry::AddLocked(const ApiKey& key) {
   by_id_[key.id] = key;
-  if (key.revoked_ms == 0) by_hash_.insert_or_assign(key.hash, Entry{key, TokenBucket(key.rate_per_s, key.burst, clock_->Now())});
+  if (key.revoked_ms != 0) return;
+  by_hash_.insert_or_assign(key.hash, Entry{key, TokenBucket(key.rate_per_s, key.burst, clock_->Now())});
+  if (key.tokens_per_s > 0) {
+    token_buckets_.insert_or_assign(key.name, TokenBucket(key.tokens_per_s, key.token_burst, clock_->Now()));
+  }
 }
 
 Status KeyRegistry::LoadFile(const std::filesystem::path& path) {
@@ -168,11 +195,11 @@ Result<std::pair<ApiKey, std::string>> KeyRegistry::Create(ApiKey key) {
     if (other.name == key.name) return Status(StatusCode::kAlreadyExists, fmt::format("a key named '{}' exists", key.name));
   }
   FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(
-      "INSERT INTO api_keys(id, name, hash, prefix, models, rate_per_s, burst, created_ms) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+      "INSERT INTO api_keys(id, name, hash, prefix, models, rate_per_s, burst, created_ms, tokens_per_s, token_burst) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
   st.BindText(1, key.id).BindText(2, key.name).BindText(3, key.hash).BindText(4, key.prefix);
   st.BindText(5, JoinModels(key.models)).BindDouble(6, key.rate_per_s).Bind(7, key.burst);
-  st.Bind(8, key.created_ms);
+  st.Bind(8, key.created_ms).BindDouble(9, key.tokens_per_s).Bind(10, key.token_burst);
   FERRY_RETURN_IF_ERROR(st.Run());
   AddLocked(key);
   return std::pair<ApiKey, std::string>(key, secret);
@@ -190,6 +217,7 @@ Status KeyRegistry::Revoke(const std::string& id) {
   FERRY_RETURN_IF_ERROR(st.Run());
   it->second.revoked_ms = now;
   by_hash_.erase(it->second.hash);
+  token_buckets_.erase(it->second.name);
   return Status::Ok();
 }
 
@@ -222,6 +250,31 @@ Result<ApiKey> KeyRegistry::Authorize(std::string_view secret, std::string_view 
                   fmt::format("key '{}' is over its rate of {} requests per second", e.key.name, e.key.rate_per_s));
   }
   return e.key;
+}
+
+Status KeyRegistry::AdmitTokens(const std::string& name, std::chrono::milliseconds* retry_after) {
+  std::lock_guard lock(mu_);
+  auto it = token_buckets_.find(name);
+  if (it == token_buckets_.end() || it->second.Available(clock_->Now())) return Status::Ok();
+  const std::chrono::milliseconds wait = it->second.WaitForNext(clock_->Now());
+  if (retry_after != nullptr) *retry_after = wait;
+  return Status(StatusCode::kResourceExhausted,
+                fmt::format("key '{}' is over its rate of {} tokens per second", name, TokenRateLocked(name)))
+      .WithRetryAfter(std::max<int64_t>(1, (wait.count() + 999) / 1000));
+}
+
+void KeyRegistry::ChargeTokens(const std::string& name, int64_t tokens) {
+  if (tokens <= 0) return;
+  std::lock_guard lock(mu_);
+  auto it = token_buckets_.find(name);
+  if (it != token_buckets_.end()) it->second.Spend(static_cast<double>(tokens), clock_->Now());
+}
+
+double KeyRegistry::TokenRateLocked(const std::string& name) const {
+  for (const auto& [hash, e] : by_hash_) {
+    if (e.key.name == name) return e.key.tokens_per_s;
+  }
+  return 0;
 }
 
 }  // namespace ferry

@@ -11,6 +11,8 @@
 //     models: [cnn, identity]    # optional; default: every model
 //     rate_per_s: 20             # optional; 0 (default): no limit
 //     burst: 40                  # optional; default: the rate rounded up
+//     tokens_per_s: 500          # optional; language-model tokens per second; 0 (default): no limit
+//     token_burst: 4000          # optional; default: the token rate rounded up
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -47,14 +49,22 @@ class KeyRegistry {
   // `*retry_after` set).
   Result<ApiKey> Authorize(std::string_view secret, std::string_view model, std::chrono::milliseconds* retry_after);
 
+  // Token rate limits, by key name (names that are no key with a token rate always pass):
+  // kResourceExhausted (with Retry-After, also in `*retry_after`) while the key is in debt.
+  Status AdmitTokens(const std::string& name, std::chrono::milliseconds* retry_after = nullptr);
+  // Charges what a generation used; the key may go into debt.
+  void ChargeTokens(const std::string& name, int64_t tokens);
+
  private:
   struct Entry {
     ApiKey key;
     TokenBucket bucket;
   };
   KeyRegistry(const Clock* clock, const WallClock* wall_clock) : clock_(clock), wall_clock_(wall_clock) {}
+  Status AddMissingColumns();
   Status LoadStored();
   void AddLocked(const ApiKey& key);
+  double TokenRateLocked(const std::string& name) const;
 
   const Clock* clock_;
   const WallClock* wall_clock_;
@@ -62,6 +72,7 @@ class KeyRegistry {
   std::unique_ptr<SqliteDb> db_;
   std::map<std::string, Entry> by_hash_;  // live keys only
   std::map<std::string, ApiKey> by_id_;   // every key, revoked too
+  std::map<std::string, TokenBucket, std::less<>> token_buckets_;  // by name: live keys with a token rate
 };
 
 }  // namespace ferry

@@ -278,6 +278,9 @@ Status ValidateModelConfig(const ModelConfig& config) {
     // 0 means "unbounded" in Triton; Ferry's queues are always bounded.
     return InvalidArgument(fmt::format("max_queue_size must be >= 1, got {}", config.max_queue_size));
   }
+  if (config.max_concurrent_requests < 0) {
+    return InvalidArgument(fmt::format("max_concurrent_requests must be >= 0, got {}", config.max_concurrent_requests));
+  }
   if (config.default_timeout_us < 0) {
     return InvalidArgument(fmt::format("default timeout must be >= 0, got {} us", config.default_timeout_us));
   }

@@ -32,6 +32,9 @@
 //                                #   been idle with nothing queued for scale_down_idle_s; at most one
 //                                #   change per cooldown_s; count is where it starts (default min)
 //   max_queue_size: 64           # bounded per-model queue, > 0
+//   max_concurrent_requests: 0   # 0 = no cap; requests of this model admitted and not yet answered
+//                                #   (queued, running, generating, streaming; online, jobs and batch
+//                                #   records alike); beyond it: 503 with Retry-After at once
 //   default_timeout_ms: 0        # 0 = none; stored as default_timeout_us
 //   max_queue_wait_ms: 0         # 0 = none; an online request whose expected queue wait (the work ahead
 //                                #   times the recent execution time) is longer is refused at once, 503
@@ -156,6 +159,7 @@ struct ModelConfig {
   double scale_down_idle_s = 30;
   double scale_cooldown_s = 5;
   int64_t max_queue_size = 64;      // bounded per-model queue; full -> 503
+  int64_t max_concurrent_requests = 0;  // 0: no cap; admitted and not yet answered; over it -> 503
   int64_t default_timeout_us = 0;   // 0: none; a request still queued past it fails with 504
   int64_t max_queue_wait_us = 0;    // 0: none; an online request expected to wait longer gets 503 now
   // Backend-specific string options (e.g. opencv target), passed through.

@@ -302,7 +302,7 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
       {"name", "backend", "platform", "model_filename", "max_batch_size", "inputs", "outputs",
        "version_policy", "dynamic_batching", "instance_group", "max_queue_size", "default_timeout_ms",
        "parameters", "preprocess", "precomputed", "response_cache", "idle_unload_s", "cold_start_timeout_s",
-       "max_queue_wait_ms"}));
+       "max_queue_wait_ms", "max_concurrent_requests"}));
   if (const YAML::Node n = root["name"]) {
     *has_name = true;
     FERRY_RETURN_IF_ERROR(GetString(n, "name", &out->name));
@@ -326,6 +326,13 @@ Status ParseRoot(const YAML::Node& root, ModelConfig* out, bool* has_name) {
   if (const YAML::Node n = root["instance_group"]) FERRY_RETURN_IF_ERROR(ParseInstanceGroup(n, out));
   if (const YAML::Node n = root["max_queue_size"]) {
     FERRY_RETURN_IF_ERROR(GetInt(n, "max_queue_size", &out->max_queue_size));
+  }
+  if (const YAML::Node n = root["max_concurrent_requests"]) {
+    FERRY_RETURN_IF_ERROR(GetInt(n, "max_concurrent_requests", &out->max_concurrent_requests));
+    if (out->max_concurrent_requests < 0 || out->max_concurrent_requests > 1'000'000) {
+      return InvalidArgument(fmt::format("max_concurrent_requests must be within 0..1000000 (0: no cap), got {}{}",
+                                         out->max_concurrent_requests, Line(n)));
+    }
   }
   if (const YAML::Node n = root["default_timeout_ms"]) {
     int64_t ms = 0;

@@ -103,6 +103,8 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->watcher_ = std::make_unique<RepositoryWatcher>(s->repository_.get(), s->manager_.get());
   s->inference_ = std::make_unique<InferenceService>(s->manager_.get(), s->metrics_.get());
   s->completions_ = std::make_unique<CompletionService>(s->manager_.get());
+  s->inference_->SetConcurrencyLimits(&s->concurrency_limits_);
+  s->completions_->SetConcurrencyLimits(&s->concurrency_limits_);
   s->admin_ = std::make_unique<AdminService>(s->options_.admin, s->manager_.get(), s->watcher_.get(),
                                              s->repository_.get());
   FERRY_RETURN_IF_ERROR(s->BuildHybrid());
@@ -149,6 +151,7 @@ Status Server::BuildKeys() {
     return InvalidArgument("--require-api-keys with no key and no --admin-key would refuse every call");
   }
   keys_ = std::make_unique<KeyService>(key_registry_.get(), options_.require_api_keys);
+  if (options_.require_api_keys) completions_->SetKeys(key_registry_.get());
   return Status::Ok();
 }
 

@@ -29,6 +29,7 @@
 #include "hybrid/response_cache.h"
 #include "hybrid/sqlite_table_store.h"
 #include "metrics/serving_metrics.h"
+#include "scheduling/concurrency_limit.h"
 
 namespace ferry {
 
@@ -127,6 +128,8 @@ class Server {
   std::unique_ptr<BackendRegistry> backends_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<ServingMetrics> metrics_;
+  // Before the manager, whose queued tasks may still hold slots while they are destroyed.
+  ConcurrencyLimits concurrency_limits_;
   // Before the manager: a request still finishing while versions drain may write into them.
   std::unique_ptr<SqliteTableStore> table_store_;
   std::unique_ptr<ResponseCache> response_cache_;

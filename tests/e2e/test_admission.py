@@ -3,6 +3,10 @@ would wait longer than that (503 with Retry-After and a reason), while the ones 
 jobs are never shed this way. An identity model taking 100 ms per request (one instance, no batching)
 with a 150 ms bound: with one request running, a second is expected to wait ~50 ms, a third ~150 ms, a
 fourth ~250 ms (refused).
+
+A model with `max_concurrent_requests: 3` (200 ms per request) answers at most three at a time: the
+rest of a burst gets 503 with Retry-After and the cap as the reason, and once the burst is over the
+model takes requests again.
 """
 from __future__ import annotations
 
@@ -21,15 +25,18 @@ def server(tmp_path_factory):
     repo = root / "models"
     write_identity_model(repo, "slow", [("FP32", [4])], max_batch_size=0,
                          extra="parameters: {execute_delay_ms: 100}\nmax_queue_wait_ms: 150\nmax_queue_size: 64")
+    write_identity_model(repo, "capped", [("FP32", [4])], max_batch_size=0,
+                         extra="parameters: {execute_delay_ms: 200}\nmax_concurrent_requests: 3\n"
+                               "instance_group: {count: 3}")
     s = FerryServer(repo=repo, log_path=root / "ferry.log", extra_args=["--data-dir", str(root / "data")])
     s.start()
     yield s
     assert s.stop() == 0, s.log_text()
 
 
-def infer(server, value: float):
+def infer(server, value: float, model: str = "slow"):
     body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": [value] * 4}]}
-    return server.request("POST", "/v2/models/slow/infer", json.dumps(body).encode(), timeout=30)
+    return server.request("POST", f"/v2/models/{model}/infer", json.dumps(body).encode(), timeout=30)
 
 
 def test_requests_expected_to_wait_too_long_are_refused_at_once_and_the_rest_succeed(server):
@@ -52,3 +59,28 @@ def test_jobs_are_queued_not_shed(server):
                                                      "data": [1.0] * 4}]}}
     codes = [server.request("POST", "/v1/jobs", json.dumps(body).encode())[0] for _ in range(8)]
     assert codes == [202] * 8, codes
+
+
+def test_a_concurrency_cap_refuses_past_its_slots_and_frees_them_after(server):
+    import threading
+    import time
+    start = threading.Barrier(10)
+
+    def burst(i):
+        start.wait()
+        t0 = time.monotonic()
+        answer = infer(server, float(i), "capped")
+        return answer, time.monotonic() - t0
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(burst, range(10)))
+    codes = [a[0][0] for a in answers]
+    assert set(codes) <= {200, 503}, codes
+    assert 3 <= codes.count(200) <= 6 and codes.count(503) >= 4, codes
+    for (status, headers, body), seconds in answers:
+        if status == 503:
+            assert int(headers["retry-after"]) >= 1
+            assert "limit of 3 concurrent requests" in json.loads(body)["error"], body
+            assert seconds < 0.35, seconds  # refused at once: a wait for a slot would take 0.4 s
+    for i in range(3):  # the slots are free again
+        assert infer(server, float(i), "capped")[0] == 200

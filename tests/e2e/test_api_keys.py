@@ -6,6 +6,8 @@
   a made key survives a restart;
 - a key limited to models reaches those and gets 403 for others and for routes that name no model;
 - a rate-limited key gets 429 with Retry-After once over its burst;
+- a key with a token rate is served one generation past its burst and then refused with Retry-After until
+  the rate has paid the debt back;
 - a keys file names a key by its SHA-256; a bad file stops the server from starting, with the reason;
 - a WebSocket upgrade without a key is refused with 401.
 """
@@ -114,6 +116,8 @@ def test_a_rate_limited_key_gets_429_with_retry_after(keyed):
 
 @pytest.mark.parametrize("body,why", [(b"[]", "JSON object"), (b'{"models": ["alpha"]}', "'name' is required"),
                                       (b'{"name": "x", "rate_per_s": -1}', "rate_per_s"),
+                                      (b'{"name": "x", "tokens_per_s": "many"}', "tokens_per_s"),
+                                      (b'{"name": "x", "tokens_per_s": 5, "token_burst": 0.5}', "token_burst"),
                                       (b'{"name": "x", "colour": 1}', "unknown key"),
                                       (b'{"name": "bad name"}', "key name")])
 def test_bad_key_bodies_are_400(keyed, body, why):
@@ -156,3 +160,39 @@ def test_a_bad_keys_file_stops_the_server_at_start(tmp_path):
                           "--data-dir", str(tmp_path / "data2"), "--require-api-keys"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "refuse every call" in (out.stdout + out.stderr)
+
+
+def test_a_token_rate_paces_a_keys_generations(tmp_path):
+    import shutil
+    import time
+
+    from conftest import EXAMPLES
+    shutil.copytree(EXAMPLES / "tiny_llm", tmp_path / "models" / "tiny_llm")
+    s = FerryServer(repo=tmp_path / "models", log_path=tmp_path / "ferry.log",
+                    extra_args=["--admin-key", ADMIN_KEY, "--require-api-keys", "--data-dir", str(tmp_path / "data")])
+    s.start_timeout_s = 60
+    s.wait_for_every_model = False
+    s.start()
+    try:
+        key = make_key(s, name="wordy", tokens_per_s=4, token_burst=4)
+        assert (key["tokens_per_s"], key["token_burst"]) == (4, 4)
+        headers = {**bearer(key["secret"]), "Content-Type": "application/json"}
+        body = json.dumps({"model": "tiny_llm", "prompt": "Once upon a time", "max_tokens": 12}).encode()
+        status, _, data = s.request("POST", "/v1/completions", body, headers, timeout=60)
+        assert status == 200, data
+        used = json.loads(data)["usage"]["total_tokens"]
+        assert used > 4  # past the burst: the key is in debt
+        status, h, data = s.request("POST", "/v1/completions", body, headers, timeout=60)
+        assert status == 429 and "tokens per second" in json.loads(data)["error"]["message"], data
+        wait = int(h["retry-after"])
+        assert 1 <= wait <= (used - 4) / 4 + 2, (wait, used)
+        # Streams are paced the same way, and the operator's key is not.
+        stream = json.dumps({"model": "tiny_llm", "prompt": "A", "max_tokens": 2, "stream": True}).encode()
+        assert s.request("POST", "/v1/completions", stream, headers, timeout=60)[0] == 429
+        assert s.request("POST", "/v1/completions", body, {**ADMIN, "Content-Type": "application/json"},
+                         timeout=60)[0] == 200
+        time.sleep(wait)
+        status, _, data = s.request("POST", "/v1/completions", body, headers, timeout=60)
+        assert status == 200, data  # the debt is paid back
+    finally:
+        assert s.stop() == 0, s.log_text()

@@ -305,6 +305,7 @@ def slow_server(tmp_path_factory):
                    check=True, cwd=ROOT)
     (repo / SLOW / "config.yaml").write_text(
         f"name: {SLOW}\nbackend: llama_cpp\nplatform: gguf\nmodel_filename: model.gguf\nmax_queue_size: 8\n"
+        "max_concurrent_requests: 3\n"
         "instance_group: {count: 1, threads: 2}\nparameters: {slots: 4, context_per_slot: 4096, batch_tokens: 512}\n")
     server = FerryServer(repo=repo, log_path=base / "ferry.log")
     server.start_timeout_s = 60
@@ -363,6 +364,24 @@ def test_websocket_cancel_by_id(slow_server):
         generation_stops(slow_server)
     finally:
         ws.close()
+
+
+def test_streams_hold_their_models_concurrency_slots_until_they_end(slow_server):
+    streams = [open_sse(slow_server, "/v1/completions", LONG) for _ in range(3)]
+    try:
+        short = {"model": SLOW, "prompt": "a", "max_tokens": 2}
+        t0 = time.monotonic()
+        status, headers, raw = post_json(slow_server, "/v1/completions", short, timeout=30)
+        assert status == 503 and "limit of 3 concurrent requests" in json.loads(raw)["error"]["message"], raw
+        assert int(headers["retry-after"]) >= 1 and time.monotonic() - t0 < 1.0
+        streams.pop().close()  # one stream ends: its slot is free again
+        assert wait_for(lambda: metric(slow_server, "ferry_llm_num_requests_running", SLOW) == 2, 2.0)
+        status, _, raw = post_json(slow_server, "/v1/completions", short, timeout=30)
+        assert status == 200, raw
+    finally:
+        for sock in streams:
+            sock.close()
+    generation_stops(slow_server)
 
 
 def test_two_streams_progress_in_the_same_decode_steps(slow_server):

@@ -10,6 +10,24 @@
 #include "api/key_service.h"
 #include "fuzz_check.h"
 
+namespace {
+
+// A key with a token rate starts with its whole burst, and spending well past it refuses the next ask.
+void CheckTokenRates(ferry::KeyRegistry& registry) {
+  for (const ferry::ApiKey& key : registry.List()) {
+    if (key.tokens_per_s <= 0) continue;
+    fuzz::Check(key.token_burst >= 1 && key.token_burst <= 1'000'000'000, "a token rate has a burst");
+    fuzz::Check(registry.AdmitTokens(key.name).ok(), "a new key may generate");
+    // Ten seconds of the rate past the burst: still in debt however fast the rate refills.
+    registry.ChargeTokens(key.name, key.token_burst + static_cast<int64_t>(key.tokens_per_s * 10) + 1);
+    const ferry::Status refused = registry.AdmitTokens(key.name);
+    fuzz::Check(refused.code() == ferry::StatusCode::kResourceExhausted && refused.retry_after_s() >= 1,
+                "a key in debt waits");
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string rest(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -20,6 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ferry::Result<std::string> made = service.CreateJson(rest);
     if (made.ok()) {
       fuzz::Check((*registry)->List().size() == 1, "a made key is listed");
+      CheckTokenRates(**registry);
     } else {
       const ferry::StatusCode c = made.status().code();
       fuzz::Check(c == ferry::StatusCode::kInvalidArgument || c == ferry::StatusCode::kAlreadyExists,
@@ -37,5 +56,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::Check(s.code() == ferry::StatusCode::kInvalidArgument, "a bad keys file is invalid, nothing else");
     fuzz::Check((*registry)->List().empty(), "nothing of a bad keys file is taken");
   }
+  CheckTokenRates(**registry);
   return 0;
 }

@@ -96,6 +96,50 @@ TEST_F(KeyRegistryTest, ARateLimitedKeyIsTurnedAwayWithAWait) {
   EXPECT_TRUE(keys->Authorize(secret, "m", nullptr).ok());
 }
 
+TEST_F(KeyRegistryTest, ATokenRateAdmitsUntilInDebtThenWaitsForTheRateToPayItBack) {
+  auto keys = Open();
+  ApiKey fields;
+  fields.name = "chatty";
+  fields.tokens_per_s = 100;  // burst: one second of the rate
+  ASSERT_TRUE(keys->Create(fields).ok());
+  EXPECT_EQ(keys->List().front().token_burst, 100);
+  EXPECT_TRUE(keys->AdmitTokens("chatty").ok());
+  keys->ChargeTokens("chatty", 350);  // one long answer: 250 tokens of debt
+  milliseconds wait{0};
+  Status refused = keys->AdmitTokens("chatty", &wait);
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.message().find("100 tokens per second"), std::string::npos) << refused.message();
+  EXPECT_EQ(wait, milliseconds(2510));  // back to one whole token
+  EXPECT_EQ(refused.retry_after_s(), 3);
+  clock_.Advance(milliseconds(2500));
+  EXPECT_FALSE(keys->AdmitTokens("chatty").ok());
+  clock_.Advance(milliseconds(10));
+  EXPECT_TRUE(keys->AdmitTokens("chatty").ok());
+  // Names with no token rate (another key, an unkeyed caller) always pass and are never charged.
+  keys->ChargeTokens("(none)", 1'000'000);
+  EXPECT_TRUE(keys->AdmitTokens("(none)").ok());
+}
+
+TEST_F(KeyRegistryTest, TokenRatesSurviveARestartAndARevokedKeyLosesItsBucket) {
+  std::string id;
+  {
+    auto keys = Open();
+    ApiKey fields;
+    fields.name = "chatty";
+    fields.tokens_per_s = 10;
+    fields.token_burst = 50;
+    id = keys->Create(fields)->first.id;
+  }
+  auto keys = Open();
+  ASSERT_EQ(keys->List().size(), 1u);
+  EXPECT_EQ(keys->List().front().tokens_per_s, 10);
+  EXPECT_EQ(keys->List().front().token_burst, 50);
+  keys->ChargeTokens("chatty", 60);
+  EXPECT_FALSE(keys->AdmitTokens("chatty").ok());
+  ASSERT_TRUE(keys->Revoke(id).ok());
+  EXPECT_TRUE(keys->AdmitTokens("chatty").ok()) << "no longer a key: its name is just a name";
+}
+
 TEST_F(KeyRegistryTest, BadFieldsAreRefused) {
   auto keys = Open();
   for (auto [name, rate, burst] : {std::tuple{"", 0.0, 0}, {"a b", 0.0, 0}, {"ok", -1.0, 0}, {"ok", 5.0, -3}}) {
@@ -109,6 +153,15 @@ TEST_F(KeyRegistryTest, BadFieldsAreRefused) {
   fields.name = "m";
   fields.models = {"../x"};
   EXPECT_EQ(keys->Create(fields).status().code(), StatusCode::kInvalidArgument);
+  for (auto [rate, burst] : {std::pair{-1.0, int64_t{0}}, {2e9, int64_t{0}}, {5.0, int64_t{-1}}, {5.0, int64_t{2'000'000'000}}}) {
+    ApiKey tokens;
+    tokens.name = "tokens";
+    tokens.tokens_per_s = rate;
+    tokens.token_burst = burst;
+    Status s = keys->Create(tokens).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << rate << " " << burst;
+    EXPECT_NE(s.message().find("token"), std::string::npos) << s.message();
+  }
   ApiKey huge;  // no burst given: the default is not computed from a rate out of range
   huge.name = "huge";
   huge.rate_per_s = 1e300;
@@ -135,6 +188,11 @@ TEST_F(KeyRegistryTest, AKeysFileNamesHashesAndIsCheckedWhole) {
                        << std::string(64, 'b') << "}\n";
   EXPECT_NE(other->LoadFile(path).message().find("repeats"), std::string::npos) << "a name twice in one file";
   EXPECT_EQ(other->List().size(), 0u);
+  std::ofstream(path) << "- {name: a, sha256: " << std::string(64, 'a') << ", tokens_per_s: 20, token_burst: 400}\n";
+  ASSERT_TRUE(other->LoadFile(path).ok());
+  EXPECT_EQ(other->List().front().token_burst, 400);
+  other->ChargeTokens("a", 400);
+  EXPECT_FALSE(other->AdmitTokens("a").ok());
   std::ofstream(path) << "{not: [a list";
   EXPECT_EQ(other->LoadFile(path).code(), StatusCode::kInvalidArgument);
 }

@@ -504,6 +504,16 @@ TEST(ParseModelConfigTest, MaxQueueWait) {
   ExpectError("max_queue_wait_ms: 1.5\n", "max_queue_wait_ms");
 }
 
+TEST(ParseModelConfigTest, MaxConcurrentRequests) {
+  Result<ModelConfig> r = ParseModelConfig("max_concurrent_requests: 8\n", "cnn");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->max_concurrent_requests, 8);
+  EXPECT_EQ(ParseModelConfig("", "cnn")->max_concurrent_requests, 0);
+  ExpectError("max_concurrent_requests: -1\n", "max_concurrent_requests must be within");
+  ExpectError("max_concurrent_requests: 2000000\n", "max_concurrent_requests must be within");
+  ExpectError("max_concurrent_requests: many\n", "max_concurrent_requests");
+}
+
 TEST(ParseModelConfigTest, AutoscaledInstanceGroupsStartAtTheirMinimum) {
   Result<ModelConfig> r = Parse("instance_group: {min: 2, max: 4, scale_up_after_s: 0.5, cooldown_s: 2}\n");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
