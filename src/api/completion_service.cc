@@ -47,6 +47,11 @@ class ChannelSink final : public GenerationSink {
     }
   }
 
+  // A generation cancelled or failed part way is charged what it used all the same.
+  void OnAbandoned(const GenerationStats& used) override {
+    if (charge_) charge_(used);
+  }
+
   void OnFinish(const Result<GenerationStats>& outcome) override {
     Begin();
     if (outcome.ok() && charge_) charge_(*outcome);  // before the answer: a client reading usage sees it

@@ -159,6 +159,14 @@ void GenerationScheduler::Finish(Slot& slot, Result<GenerationStats> outcome) {
   if (outcome.ok() && options_.observer) {
     options_.observer->OnFinished(*outcome, SecondsBetween(slot.work->submitted, options_.clock->Now()));
   }
+  if (!outcome.ok() && slot.compute_us > 0) {
+    GenerationStats used;
+    used.finish_reason = "cancelled";
+    used.prompt_tokens = static_cast<int32_t>(slot.prefilled);
+    used.completion_tokens = slot.generated;
+    used.compute_us = slot.compute_us;
+    slot.work->request.sink->OnAbandoned(used);
+  }
   slot.work->request.sink->OnFinish(outcome);
   model_->ClearSequence(slot.sequence);
   slot.work.reset();

@@ -41,6 +41,10 @@ class GenerationSink {
   virtual void OnText(std::string_view text) = 0;
   // Called exactly once, last: the stats, or why it did not finish (kCancelled when the client left).
   virtual void OnFinish(const Result<GenerationStats>& outcome) = 0;
+  // Called just before OnFinish with an error, when the generation had already used the model (it was
+  // in at least one decode): what it used until then (prompt tokens read, tokens generated, its shares
+  // of the decodes), so that it is charged all the same.
+  virtual void OnAbandoned(const GenerationStats& used) {}
 };
 
 struct GenerationRequest {

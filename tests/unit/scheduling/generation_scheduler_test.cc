@@ -31,6 +31,16 @@ class CollectingSink final : public GenerationSink {
     outcome_ = outcome;
     cv_.notify_all();
   }
+  void OnAbandoned(const GenerationStats& used) override {
+    std::lock_guard lock(mu_);
+    EXPECT_FALSE(outcome_.has_value()) << "OnAbandoned after OnFinish";
+    EXPECT_FALSE(abandoned_.has_value()) << "OnAbandoned called twice";
+    abandoned_ = used;
+  }
+  std::optional<GenerationStats> abandoned() {
+    std::lock_guard lock(mu_);
+    return abandoned_;
+  }
   Result<GenerationStats> Wait() {
     std::unique_lock lock(mu_);
     EXPECT_TRUE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return outcome_.has_value(); }));
@@ -48,6 +58,7 @@ class CollectingSink final : public GenerationSink {
   std::string text_;
   int pieces_ = 0;
   std::optional<Result<GenerationStats>> outcome_;
+  std::optional<GenerationStats> abandoned_;
 };
 
 struct Fixture {
@@ -266,6 +277,42 @@ TEST(GenerationScheduler, EachRequestIsChargedItsTokensShareOfTheDecodesItWasIn)
   EXPECT_EQ(b->compute_us, 100 * (7 + 5 - 1));
   EXPECT_EQ(a->compute_us + b->compute_us,
             std::chrono::duration_cast<Micros>(clock.Now() - FakeClock().Now()).count());
+}
+
+TEST(GenerationScheduler, AGenerationCancelledPartWayReportsWhatItUsedBeforeItsError) {
+  FakeClock clock;
+  FakeModelOptions options;
+  options.clock = &clock;
+  options.clock_per_token = Micros(100);
+  Fixture f(options, 8, &clock);
+  auto sink = std::make_shared<CollectingSink>();
+  auto cancel = CancelToken::Create();
+  int texts = 0;
+  sink->on_text_ = [&] {
+    if (++texts == 3) cancel->Cancel();
+  };
+  GenerationRequest r = f.Request("abc", 10000, sink);
+  r.cancel = cancel;
+  ASSERT_TRUE(f.scheduler->Generate(std::move(r)).ok());
+  EXPECT_EQ(sink->Wait().status().code(), StatusCode::kCancelled);
+  const std::optional<GenerationStats> used = sink->abandoned();
+  ASSERT_TRUE(used.has_value());
+  EXPECT_EQ(used->finish_reason, "cancelled");
+  EXPECT_EQ(used->completion_tokens, 3);
+  EXPECT_EQ(used->prompt_tokens, 4);  // the prompt's three tokens and the start token
+  // Alone in every decode: charged the whole of them.
+  EXPECT_EQ(used->compute_us, std::chrono::duration_cast<Micros>(clock.Now() - FakeClock().Now()).count());
+  EXPECT_GT(used->compute_us, 0);
+
+  // One cancelled before it ever ran used nothing, and is told nothing.
+  auto never = std::make_shared<CollectingSink>();
+  auto gone = CancelToken::Create();
+  gone->Cancel();
+  GenerationRequest r2 = f.Request("z", 5, never);
+  r2.cancel = gone;
+  ASSERT_TRUE(f.scheduler->Generate(std::move(r2)).ok());
+  EXPECT_EQ(never->Wait().status().code(), StatusCode::kCancelled);
+  EXPECT_FALSE(never->abandoned().has_value());
 }
 
 TEST(GenerationScheduler, FullWaitingQueueIsUnavailable) {
