@@ -133,6 +133,14 @@ bool Retriable(const Status& s) {
   return s.code() != StatusCode::kInvalidArgument && s.code() != StatusCode::kResourceExhausted;
 }
 
+// A job refused because its model had no room (a full queue, a concurrency cap) while the model can
+// serve is put off without spending an attempt; one whose model cannot serve (its load failed) spends
+// them, so that it ends in the dead letter rather than waiting for ever.
+JobOutcome FailedOutcome(const Status& s, InferenceService* inference, const std::string& model) {
+  const bool busy = s.code() == StatusCode::kUnavailable && inference->ModelReady(model, std::nullopt).ok();
+  return JobOutcome{s, "", Retriable(s), busy};
+}
+
 }  // namespace
 
 Result<SubmittedJob> JobsService::Submit(std::string_view body, std::string_view idempotency_key,
@@ -276,7 +284,7 @@ JobExecutor JobsService::Executor() {
       auto channel = std::make_shared<JobGenerationChannel>(done);
       Status started = completions_->Start(api, job.spec.request, job.spec.model, false, std::move(cancel), channel,
                                             Priority::kJob, job.spec.caller);
-      if (!started.ok()) done({started, "", Retriable(started)});
+      if (!started.ok()) done(FailedOutcome(started, inference_, job.spec.model));
       return;
     }
     Result<InferRequest> decoded = DecodeInferRequest(std::make_shared<const std::string>(job.spec.request), std::nullopt);
@@ -284,8 +292,8 @@ JobExecutor JobsService::Executor() {
     decoded->caller = job.spec.caller;  // charged to whoever submitted it
     inference_->Infer(
         job.spec.model, std::nullopt, std::move(decoded).value(), std::move(cancel),
-        [done](Result<InferResponse> response) {
-          if (!response.ok()) return done({response.status(), "", Retriable(response.status())});
+        [done, inference = inference_, model = job.spec.model](Result<InferResponse> response) {
+          if (!response.ok()) return done(FailedOutcome(response.status(), inference, model));
           // Stored as plain JSON: the result is fetched later, by any client, as one document.
           response->binary_outputs.assign(response->outputs.size(), false);
           EncodedResponse encoded = EncodeInferResponse(*response);

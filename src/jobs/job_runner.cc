@@ -83,6 +83,8 @@ void JobRunner::StoreOutcomesLocked(std::unique_lock<std::mutex>& lock) {
       stored = Status::Ok();  // cancelled or lease lost: the store refuses it anyway; nothing to record
     } else if (f.outcome.status.ok()) {
       stored = store_->Complete(f.id, options_.owner, f.outcome.result);
+    } else if (f.outcome.busy) {
+      stored = store_->Defer(f.id, options_.owner, f.outcome.status.message(), options_.busy_delay);
     } else {
       stored = store_->Fail(f.id, options_.owner, f.outcome.status.message(), f.outcome.retryable);
     }
@@ -92,7 +94,10 @@ void JobRunner::StoreOutcomesLocked(std::unique_lock<std::mutex>& lock) {
     }
     if (observer_.ended) {
       const bool dropped = lost || stored.code() == StatusCode::kFailedPrecondition;
-      observer_.ended(model, run, dropped ? "dropped" : f.outcome.status.ok() ? "succeeded" : "error");
+      observer_.ended(model, run, dropped           ? "dropped"
+                                  : f.outcome.status.ok() ? "succeeded"
+                                  : f.outcome.busy       ? "deferred"
+                                                          : "error");
     }
     lock.lock();
     running_.erase(f.id);

@@ -30,6 +30,7 @@ struct JobRunnerOptions {
   std::chrono::milliseconds lease{30'000};
   std::chrono::milliseconds heartbeat_every{10'000};
   std::chrono::milliseconds poll_every{200};    // how often an idle runner looks for work
+  std::chrono::milliseconds busy_delay{500};    // how long a job the model had no room for waits
   std::chrono::milliseconds reap_every{1'000};
   std::chrono::milliseconds retention{std::chrono::hours(24)};
   std::chrono::milliseconds cleanup_every{std::chrono::minutes(1)};
@@ -42,6 +43,9 @@ struct JobOutcome {
   Status status;          // OK: `result` is stored
   std::string result;
   bool retryable = true;  // for an error: false ends the job as failed at once
+  // For an error: the model had no room and the job never ran; it goes back in the queue for the
+  // runner's `busy_delay` without spending an attempt.
+  bool busy = false;
 };
 
 // Runs one job; calls `done` exactly once, from any thread. Must honour `cancel` where it can.

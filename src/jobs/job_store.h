@@ -44,6 +44,11 @@ class JobStore {
   // never succeed is not retried). kFailedPrecondition when the lease was lost: nothing is stored.
   virtual Status Complete(const std::string& id, const std::string& owner, const std::string& result) = 0;
   virtual Status Fail(const std::string& id, const std::string& owner, const std::string& error, bool retry) = 0;
+  // Puts an attempt that never ran (the model had no room: a full queue, a concurrency cap, a version
+  // loading) back in the queue for `delay`, without spending an attempt; `why` is kept as its error.
+  // kFailedPrecondition when the lease was lost.
+  virtual Status Defer(const std::string& id, const std::string& owner, const std::string& why,
+                       std::chrono::milliseconds delay) = 0;
   // Cancels a queued or running job and returns its state afterwards (a final job is left as it is).
   virtual Result<JobState> Cancel(const std::string& id) = 0;
 

@@ -152,6 +152,15 @@ UPDATE jobs SET
   error = ?2, lease_owner = NULL, lease_expires_ms = 0, updated_ms = ?1
 )sql";
 
+Status AddColumnIfMissing(SqliteDb& db, const char* column, const char* type) {
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement has,
+                         db.Prepare("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = ?"));
+  has.BindText(1, column);
+  FERRY_RETURN_IF_ERROR(has.Step().status());
+  if (has.Int(0) > 0) return Status::Ok();
+  return db.Exec(fmt::format("ALTER TABLE jobs ADD COLUMN {} {}", column, type));
+}
+
 }  // namespace
 
 struct SqliteJobStore::PendingWrite {
@@ -177,13 +186,10 @@ Result<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(SqliteJobStoreOptio
   const bool durable = store->options_.durability == SqliteJobStoreOptions::Durability::kDurable;
   FERRY_RETURN_IF_ERROR(w.Exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   FERRY_RETURN_IF_ERROR(w.Exec(kSchema));
-  // Stores made before jobs were charged to their caller get the column (their jobs: "(none)").
-  FERRY_ASSIGN_OR_RETURN(SqliteStatement has_caller,
-                         w.Prepare("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'caller'"));
-  FERRY_RETURN_IF_ERROR(has_caller.Step().status());
-  if (has_caller.Int(0) == 0) {
-    FERRY_RETURN_IF_ERROR(w.Exec("ALTER TABLE jobs ADD COLUMN caller TEXT NOT NULL DEFAULT '(none)'"));
-  }
+  // Stores made before jobs were charged to their caller get the column (their jobs: "(none)"), and
+  // before jobs could be put off, theirs (every job due now).
+  FERRY_RETURN_IF_ERROR(AddColumnIfMissing(w, "caller", "TEXT NOT NULL DEFAULT '(none)'"));
+  FERRY_RETURN_IF_ERROR(AddColumnIfMissing(w, "not_before_ms", "INTEGER NOT NULL DEFAULT 0"));
   FERRY_ASSIGN_OR_RETURN(store->reader_db_, SqliteDb::Open(store->options_.path, /*read_only=*/true));
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;
@@ -393,8 +399,9 @@ Result<std::vector<Job>> SqliteJobStore::Lease(const std::string& owner, int64_t
   Status s = Write([&](SqliteDb& db) -> Status {
     leased.clear();
     FERRY_ASSIGN_OR_RETURN(SqliteStatement pick, db.Prepare(
-        "SELECT id FROM jobs WHERE state = 0 ORDER BY priority DESC, created_ms, id LIMIT ?"));
-    pick.Bind(1, max_jobs);
+        "SELECT id FROM jobs WHERE state = 0 AND not_before_ms <= ? ORDER BY priority DESC, created_ms, id "
+        "LIMIT ?"));
+    pick.Bind(1, Now()).Bind(2, max_jobs);
     std::vector<std::string> ids;
     for (;;) {
       FERRY_ASSIGN_OR_RETURN(bool row, pick.Step());
@@ -439,6 +446,21 @@ Status SqliteJobStore::Complete(const std::string& id, const std::string& owner,
     FERRY_RETURN_IF_ERROR(st.Run());
     if (db.Changes() == 0) return FailedPrecondition(fmt::format("'{}' no longer holds job '{}'", owner, id));
     return ArmDeliveries(db, now, &id);
+  });
+}
+
+Status SqliteJobStore::Defer(const std::string& id, const std::string& owner, const std::string& why,
+                             milliseconds delay) {
+  return Write([&](SqliteDb& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db.Prepare(
+        "UPDATE jobs SET state = 0, attempts = MAX(attempts - 1, 0), not_before_ms = ?1, error = ?2, "
+        "lease_owner = NULL, lease_expires_ms = 0, updated_ms = ?3 WHERE id = ?4 AND state = 1 AND lease_owner = ?5"));
+    const int64_t now = Now();
+    st.Bind(1, now + std::max<int64_t>(0, delay.count())).BindText(2, why).Bind(3, now).BindText(4, id);
+    st.BindText(5, owner);
+    FERRY_RETURN_IF_ERROR(st.Run());
+    if (db.Changes() == 0) return FailedPrecondition(fmt::format("'{}' no longer holds job '{}'", owner, id));
+    return Status::Ok();
   });
 }
 

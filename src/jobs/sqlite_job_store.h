@@ -51,6 +51,8 @@ class SqliteJobStore final : public JobStore {
   Status Heartbeat(const std::string& id, const std::string& owner, std::chrono::milliseconds lease) override;
   Status Complete(const std::string& id, const std::string& owner, const std::string& result) override;
   Status Fail(const std::string& id, const std::string& owner, const std::string& error, bool retry) override;
+  Status Defer(const std::string& id, const std::string& owner, const std::string& why,
+               std::chrono::milliseconds delay) override;
   Result<JobState> Cancel(const std::string& id) override;
   Result<int64_t> ReapExpiredLeases() override;
   Result<std::vector<WebhookDelivery>> LeaseDeliveries(int64_t max_deliveries, std::chrono::milliseconds lease) override;

@@ -57,7 +57,8 @@ class ServingMetrics {
   // HTTP requests by route class and status code (e.g. "infer", 200).
   void CountHttpRequest(const std::string& route, int status);
   // Asynchronous jobs: how many are in each state ("queued", ...), each attempt's wait from submit to
-  // start, each attempt's run time and how it ended ("succeeded", "error", "dropped": lease lost).
+  // start, each attempt's run time and how it ended ("succeeded", "error", "dropped": lease lost,
+  // "deferred": the model had no room, tried again later).
   void SetJobCount(const std::string& state, double count);
   void ObserveJobStart(const std::string& model, double submit_to_start_seconds);
   void ObserveJobEnd(const std::string& model, double run_seconds, const std::string& outcome);

@@ -6,7 +6,7 @@ fourth ~250 ms (refused).
 
 A model with `max_concurrent_requests: 3` (200 ms per request) answers at most three at a time: the
 rest of a burst gets 503 with Retry-After and the cap as the reason, and once the burst is over the
-model takes requests again.
+model takes requests again; jobs the cap refuses wait and run later without spending their attempts.
 """
 from __future__ import annotations
 
@@ -84,3 +84,38 @@ def test_a_concurrency_cap_refuses_past_its_slots_and_frees_them_after(server):
             assert seconds < 0.35, seconds  # refused at once: a wait for a slot would take 0.4 s
     for i in range(3):  # the slots are free again
         assert infer(server, float(i), "capped")[0] == 200
+
+
+def test_jobs_the_cap_refuses_wait_and_run_without_spending_attempts(server):
+    import re
+    import time
+
+    def deferred() -> float:
+        text = server.get("/metrics")[2].decode()
+        m = re.search(r'ferry_job_attempts_total\{[^}]*model="capped"[^}]*outcome="deferred"[^}]*\} (\S+)', text) or \
+            re.search(r'ferry_job_attempts_total\{[^}]*outcome="deferred"[^}]*model="capped"[^}]*\} (\S+)', text)
+        return float(m.group(1)) if m else 0.0
+
+    before = deferred()
+    job = {"model": "capped", "max_attempts": 1,
+           "request": {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": [7.0] * 4}]}}
+
+    def hold(_):  # three clients keep every slot busy for about a second
+        return [infer(server, 1.0, "capped")[0] for _ in range(5)]
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        holders = [pool.submit(hold, i) for i in range(3)]
+        time.sleep(0.1)
+        ids = []
+        for _ in range(4):
+            status, _, body = server.request("POST", "/v1/jobs", json.dumps(job).encode())
+            assert status == 202, body
+            ids.append(json.loads(body)["id"])
+        codes = [c for h in holders for c in h.result()]
+    assert set(codes) <= {200, 503}, codes
+    for job_id in ids:
+        status, _, body = server.request("GET", f"/v1/jobs/{job_id}?wait=30s", timeout=40)
+        got = json.loads(body)
+        assert status == 200 and got["status"] == "succeeded", got
+        assert got["attempts"] == 1, got  # refusals spent none of its one attempt
+    assert deferred() > before, "no job was refused by the cap: the test did not exercise it"

@@ -163,6 +163,27 @@ TEST_F(JobRunnerTest, RetryableFailuresRunAgainAndHopelessOnesStop) {
   EXPECT_EQ((**store_->Get(bad)).error, "wrong shape");
 }
 
+TEST_F(JobRunnerTest, AJobTheModelHadNoRoomForWaitsWithoutSpendingAttempts) {
+  const std::string id = Submit("busy", /*max_attempts=*/1);
+  std::atomic<int> runs{0};
+  JobRunner runner(store_.get(),
+                   [&](const Job&, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                     if (++runs <= 3) return done({Unavailable("model 'm' is at its limit"), "", true, true});
+                     done({Status::Ok(), "at last", true});
+                   },
+                   [] {
+                     JobRunnerOptions o = FastOptions(1);
+                     o.busy_delay = milliseconds(5);
+                     return o;
+                   }());
+  runner.Start();
+  ASSERT_TRUE(Eventually([&] { return StateOf(id) == JobState::kSucceeded; }));
+  runner.Stop(milliseconds(1000));
+  EXPECT_EQ(runs.load(), 4);
+  EXPECT_EQ((**store_->Get(id)).attempts, 1) << "three refusals spent none of its single attempt";
+  EXPECT_EQ(*store_->GetResult(id), "at last");
+}
+
 TEST_F(JobRunnerTest, CancellingARunningJobTripsItsTokenAndDropsItsOutcome) {
   const std::string id = Submit("long");
   ManualExecutor exec;

@@ -84,6 +84,9 @@ TEST_F(SqliteJobStoreTest, AStoreFromBeforeCallersGetsTheColumnAndItsJobsRunAsNo
   auto job = store->Get("old");
   ASSERT_TRUE(job.ok() && job->has_value()) << job.status().ToString();
   EXPECT_EQ((*job)->spec.caller, "(none)");
+  auto leased = store->Lease("w", 1, milliseconds(1000));  // due at once: it was never put off
+  ASSERT_TRUE(leased.ok()) << leased.status().ToString();
+  ASSERT_EQ(leased->size(), 1u);
   EXPECT_TRUE(store->Submit(Spec()).ok());
   EXPECT_TRUE(OpenStore() != nullptr);  // and again, with the column there
 }
@@ -179,6 +182,36 @@ TEST_F(SqliteJobStoreTest, FailedAttemptsRequeueUntilTheLastOneDeadLetters) {
   ASSERT_EQ(store->Lease("w", 1, milliseconds(1000))->size(), 1u);
   ASSERT_TRUE(store->Fail(hopeless, "w", "input 'x' has the wrong shape", /*retry=*/false).ok());
   EXPECT_EQ((**store->Get(hopeless)).state, JobState::kFailed);  // after one attempt of three
+}
+
+TEST_F(SqliteJobStoreTest, ADeferredJobWaitsItsDelayAndKeepsItsAttempts) {
+  auto store = OpenStore();
+  NewJob spec = Spec();
+  spec.max_attempts = 1;
+  const std::string id = store->Submit(spec)->id;
+  now_ += 1;  // the older of the two: leased first
+  const std::string other = store->Submit(Spec("other"))->id;
+  auto first = store->Lease("w", 1, milliseconds(1000));
+  ASSERT_EQ(first->size(), 1u);
+  ASSERT_EQ(first->front().id, id);
+  EXPECT_EQ(store->Defer(id, "someone else", "busy", milliseconds(500)).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store->Defer(id, "w", "model 'm' is at its limit", milliseconds(500)).ok());
+  Job j = **store->Get(id);
+  EXPECT_EQ(j.state, JobState::kQueued);
+  EXPECT_EQ(j.attempts, 0);
+  EXPECT_EQ(j.error, "model 'm' is at its limit");
+  // Not due yet: the next job is leased instead, and then nothing.
+  auto next = store->Lease("w", 5, milliseconds(1000));
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ(next->front().id, other);
+  now_ += 499;
+  EXPECT_TRUE(store->Lease("w", 5, milliseconds(1000))->empty());
+  now_ += 1;
+  auto again = store->Lease("w", 5, milliseconds(1000));
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ(again->front().id, id);
+  EXPECT_EQ(again->front().attempts, 1);  // its single attempt is still there to spend
+  ASSERT_TRUE(store->Complete(id, "w", "{}").ok());
 }
 
 TEST_F(SqliteJobStoreTest, ExpiredLeasesReturnToTheQueueAndHeartbeatsKeepThem) {
