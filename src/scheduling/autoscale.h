@@ -25,7 +25,7 @@ struct ScaleOptions {
 struct ScaleObservation {
   size_t instances = 0;
   size_t busy = 0;    // executing now
-  size_t queued = 0;  // online and job tasks waiting
+  size_t queued = 0;  // tasks waiting, of every class (online, job, bulk)
 };
 
 struct ScaleDecision {

@@ -40,7 +40,8 @@ void DynamicBatcher::ScaleOnce() {
       }
     }
     const SteadyTime now = options_.clock->Now();
-    decision = policy_.Decide({active_, busy_, queue_.size() + background_.size()}, now);
+    // Every class counts: a batch over a dataset keeps a model as busy as online traffic does.
+    decision = policy_.Decide({active_, busy_, queue_.size() + background_.size() + bulk_.size()}, now);
     if (decision.delta < 0) {
       for (auto& e : executors_) {
         if (!e->retire && !e->running) {

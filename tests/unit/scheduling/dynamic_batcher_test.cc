@@ -190,7 +190,8 @@ TEST(DynamicBatcherTest, EachTaskIsChargedItsRowsShareOfTheBatchAndTheSharesSumT
   EXPECT_LE(outcomes[0]->timings.charged_us, outcomes[2]->timings.charged_us);  // 1 row vs 3
 }
 
-TEST(DynamicBatcherTest, AutoscalingAddsAnInstanceWhileTheQueueStaysDeepAndRetiresItWhenIdle) {
+// Tasks of `priority` keep one instance's queue deep until a second is added; idle, it is retired.
+void ScalesUpAndDownUnder(Priority priority) {
   FakeClock clock;
   std::vector<DoublingInstance*> made;
   std::mutex made_mu;
@@ -217,7 +218,9 @@ TEST(DynamicBatcherTest, AutoscalingAddsAnInstanceWhileTheQueueStaysDeepAndRetir
   for (int i = 0; i < 3; ++i) {
     outcomes.push_back(std::make_shared<Outcome>());
     futures.push_back(outcomes.back()->promise.get_future());
-    ASSERT_TRUE(batcher->Submit(MakeTask({1, 2}, outcomes.back())).ok());
+    InferenceTask task = MakeTask({1, 2}, outcomes.back());
+    task.priority = priority;
+    ASSERT_TRUE(batcher->Submit(std::move(task)).ok());
   }
   made[0]->WaitRunning();  // one running, two queued for one instance: deep
   batcher->ScaleOnce();
@@ -247,6 +250,12 @@ TEST(DynamicBatcherTest, AutoscalingAddsAnInstanceWhileTheQueueStaysDeepAndRetir
   ASSERT_TRUE(batcher->Submit(MakeTask({3, 4}, after)).ok());
   EXPECT_TRUE(after_future.get().ok());
 }
+
+TEST(DynamicBatcherTest, AutoscalingAddsAnInstanceWhileTheQueueStaysDeepAndRetiresItWhenIdle) {
+  ScalesUpAndDownUnder(Priority::kOnline);
+}
+
+TEST(DynamicBatcherTest, BatchWorkQueuedDeepScalesAModelUpToo) { ScalesUpAndDownUnder(Priority::kBulk); }
 
 TEST(DynamicBatcherTest, OnlineRequestsRunBeforeQueuedJobWorkAndNeverShareItsBatch) {
   DoublingInstance* instance;
