@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <random>
-#include <set>
 
 namespace ferry {
 namespace {
@@ -162,22 +161,8 @@ Status SqliteBatchStore::InTransaction(const std::function<Status()>& body) {
 // A data folder written before a column existed gets it, with its default (batches made before they
 // were charged to their caller: "(none)").
 Status SqliteBatchStore::AddMissingColumns() {
-  std::set<std::string> have;
-  {
-    FERRY_ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare("SELECT name FROM pragma_table_info('batches')"));
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row) break;
-      have.insert(st.Text(0));
-    }
-  }
-  if (!have.count("publish_table")) {
-    FERRY_RETURN_IF_ERROR(db_->Exec("ALTER TABLE batches ADD COLUMN publish_table TEXT NOT NULL DEFAULT ''"));
-  }
-  if (!have.count("caller")) {
-    FERRY_RETURN_IF_ERROR(db_->Exec("ALTER TABLE batches ADD COLUMN caller TEXT NOT NULL DEFAULT '(none)'"));
-  }
-  return Status::Ok();
+  FERRY_RETURN_IF_ERROR(db_->AddColumnIfMissing("batches", "publish_table", "TEXT NOT NULL DEFAULT ''"));
+  return db_->AddColumnIfMissing("batches", "caller", "TEXT NOT NULL DEFAULT '(none)'");
 }
 
 Result<Batch> SqliteBatchStore::Create(const BatchSpec& spec, const std::string& id) {

@@ -105,6 +105,15 @@ Status SqliteDb::Exec(std::string_view sql) {
   return Status::Ok();
 }
 
+Status SqliteDb::AddColumnIfMissing(std::string_view table, std::string_view column,
+                                    std::string_view definition) {
+  FERRY_ASSIGN_OR_RETURN(SqliteStatement has, Prepare("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2"));
+  has.BindText(1, std::string(table)).BindText(2, std::string(column));
+  FERRY_RETURN_IF_ERROR(has.Step().status());
+  if (has.Int(0) > 0) return Status::Ok();
+  return Exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table, column, definition));
+}
+
 Result<SqliteStatement> SqliteDb::Prepare(std::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
   const int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);

@@ -59,6 +59,9 @@ class SqliteDb {
 
   Status Exec(std::string_view sql);
   Result<SqliteStatement> Prepare(std::string_view sql);
+  // Adds `column` (with its type and default, `definition`) to `table` unless it is there: how a
+  // store made by an older Ferry gets the columns added since. The names are the caller's literals.
+  Status AddColumnIfMissing(std::string_view table, std::string_view column, std::string_view definition);
   int64_t Changes() const { return sqlite3_changes64(db_); }
   sqlite3* handle() const { return db_; }
 

@@ -152,15 +152,6 @@ UPDATE jobs SET
   error = ?2, lease_owner = NULL, lease_expires_ms = 0, updated_ms = ?1
 )sql";
 
-Status AddColumnIfMissing(SqliteDb& db, const char* column, const char* type) {
-  FERRY_ASSIGN_OR_RETURN(SqliteStatement has,
-                         db.Prepare("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = ?"));
-  has.BindText(1, column);
-  FERRY_RETURN_IF_ERROR(has.Step().status());
-  if (has.Int(0) > 0) return Status::Ok();
-  return db.Exec(fmt::format("ALTER TABLE jobs ADD COLUMN {} {}", column, type));
-}
-
 }  // namespace
 
 struct SqliteJobStore::PendingWrite {
@@ -188,8 +179,8 @@ Result<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(SqliteJobStoreOptio
   FERRY_RETURN_IF_ERROR(w.Exec(kSchema));
   // Stores made before jobs were charged to their caller get the column (their jobs: "(none)"), and
   // before jobs could be put off, theirs (every job due now).
-  FERRY_RETURN_IF_ERROR(AddColumnIfMissing(w, "caller", "TEXT NOT NULL DEFAULT '(none)'"));
-  FERRY_RETURN_IF_ERROR(AddColumnIfMissing(w, "not_before_ms", "INTEGER NOT NULL DEFAULT 0"));
+  FERRY_RETURN_IF_ERROR(w.AddColumnIfMissing("jobs", "caller", "TEXT NOT NULL DEFAULT '(none)'"));
+  FERRY_RETURN_IF_ERROR(w.AddColumnIfMissing("jobs", "not_before_ms", "INTEGER NOT NULL DEFAULT 0"));
   FERRY_ASSIGN_OR_RETURN(store->reader_db_, SqliteDb::Open(store->options_.path, /*read_only=*/true));
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;

@@ -52,6 +52,7 @@ class TokenBucket {
   bool Available(SteadyTime now);
   // Takes `n` tokens, going into debt (below zero) if there are not so many.
   void Spend(double n, SteadyTime now);
+  double rate() const { return rate_; }
 
  private:
   void Refill(SteadyTime now);

@@ -115,12 +115,8 @@ Result<std::unique_ptr<KeyRegistry>> KeyRegistry::Open(const std::filesystem::pa
 
 // Keys stored before token limits existed get the columns (no token limit).
 Status KeyRegistry::AddMissingColumns() {
-  FERRY_ASSIGN_OR_RETURN(SqliteStatement st,
-                         db_->Prepare("SELECT COUNT(*) FROM pragma_table_info('api_keys') WHERE name = 'tokens_per_s'"));
-  FERRY_RETURN_IF_ERROR(st.Step().status());
-  if (st.Int(0) > 0) return Status::Ok();
-  FERRY_RETURN_IF_ERROR(db_->Exec("ALTER TABLE api_keys ADD COLUMN tokens_per_s REAL NOT NULL DEFAULT 0"));
-  return db_->Exec("ALTER TABLE api_keys ADD COLUMN token_burst INTEGER NOT NULL DEFAULT 0");
+  FERRY_RETURN_IF_ERROR(db_->AddColumnIfMissing("api_keys", "tokens_per_s", "REAL NOT NULL DEFAULT 0"));
+  return db_->AddColumnIfMissing("api_keys", "token_burst", "INTEGER NOT NULL DEFAULT 0");
 }
 
 Status KeyRegistry::LoadStored() {
@@ -259,7 +255,7 @@ Status KeyRegistry::AdmitTokens(const std::string& name, std::chrono::millisecon
   const std::chrono::milliseconds wait = it->second.WaitForNext(clock_->Now());
   if (retry_after != nullptr) *retry_after = wait;
   return Status(StatusCode::kResourceExhausted,
-                fmt::format("key '{}' is over its rate of {} tokens per second", name, TokenRateLocked(name)))
+                fmt::format("key '{}' is over its rate of {} tokens per second", name, it->second.rate()))
       .WithRetryAfter(std::max<int64_t>(1, (wait.count() + 999) / 1000));
 }
 
@@ -268,13 +264,6 @@ void KeyRegistry::ChargeTokens(const std::string& name, int64_t tokens) {
   std::lock_guard lock(mu_);
   auto it = token_buckets_.find(name);
   if (it != token_buckets_.end()) it->second.Spend(static_cast<double>(tokens), clock_->Now());
-}
-
-double KeyRegistry::TokenRateLocked(const std::string& name) const {
-  for (const auto& [hash, e] : by_hash_) {
-    if (e.key.name == name) return e.key.tokens_per_s;
-  }
-  return 0;
 }
 
 }  // namespace ferry

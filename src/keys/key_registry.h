@@ -64,7 +64,6 @@ class KeyRegistry {
   Status AddMissingColumns();
   Status LoadStored();
   void AddLocked(const ApiKey& key);
-  double TokenRateLocked(const std::string& name) const;
 
   const Clock* clock_;
   const WallClock* wall_clock_;
