@@ -4,6 +4,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/json_writer.h"
@@ -23,19 +24,19 @@ std::string AdminService::ServerMetadataJson() const {
   std::string out;
   JsonWriter w(&out);
   w.BeginObject().Key("name").String("ferry").Key("version").String(FERRY_VERSION).Key("extensions").BeginArray();
-  w.String("binary_tensor_data").String("model_configuration").String("parameters");
-  if (options_.management_enabled) w.String("model_repository");
+  w.String("binary_tensor_data").String("model_configuration").String("parameters").String("model_repository");
   w.EndArray().EndObject();
   return out;
 }
 
 Status AdminService::CheckAdmin(const std::string* authorization) const {
-  if (!options_.management_enabled || options_.admin_key.empty()) {
-    return PermissionDenied("model management is disabled on this server (start it with --admin-key)");
+  if (options_.admin_key.empty()) {
+    return PermissionDenied("this route needs the admin key, and this server has none: start it with --admin-key, "
+                            "or call its loopback admin listener (--admin-port)");
   }
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization == nullptr || authorization->compare(0, kBearer.size(), kBearer) != 0) {
-    return Unauthenticated("model management needs 'Authorization: Bearer <admin key>'");
+    return Unauthenticated("this route needs the admin key: 'Authorization: Bearer <admin key>'");
   }
   if (!ConstantTimeEquals(std::string_view(*authorization).substr(kBearer.size()), options_.admin_key)) {
     return Unauthenticated("wrong admin key");
@@ -43,7 +44,11 @@ Status AdminService::CheckAdmin(const std::string* authorization) const {
   return Status::Ok();
 }
 
-Result<std::string> AdminService::RepositoryIndexJson(std::string_view request_body) const {
+Result<std::string> AdminService::RepositoryIndexJson(std::string_view request_body,
+                                                      const std::vector<std::string>& only_models) const {
+  const auto listed = [&](const std::string& model) {
+    return only_models.empty() || std::find(only_models.begin(), only_models.end(), model) != only_models.end();
+  };
   bool ready_only = false;
   if (request_body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
     simdjson::dom::parser parser;
@@ -63,7 +68,7 @@ Result<std::string> AdminService::RepositoryIndexJson(std::string_view request_b
   JsonWriter w(&out);
   w.BeginArray();
   for (const VersionStatus& s : loaded) {
-    if (ready_only && s.state != VersionState::kReady && !s.asleep) continue;
+    if ((ready_only && s.state != VersionState::kReady && !s.asleep) || !listed(s.model)) continue;
     w.BeginObject().Key("name").String(s.model);
     if (s.version > 0) w.Key("version").String(std::to_string(s.version));
     w.Key("state").String(VersionStateName(s.state)).Key("reason").String(s.reason).EndObject();
@@ -72,7 +77,7 @@ Result<std::string> AdminService::RepositoryIndexJson(std::string_view request_b
     Result<std::vector<RepositoryModel>> on_disk = repository_->Scan();
     if (on_disk.ok()) {
       for (const RepositoryModel& m : *on_disk) {
-        if (known.count(m.name)) continue;
+        if (known.count(m.name) || !listed(m.name)) continue;
         w.BeginObject().Key("name").String(m.name).Key("state").String("UNAVAILABLE").Key("reason");
         w.String(m.config.ok() ? "not loaded" : m.config.status().message()).EndObject();
       }

@@ -4,6 +4,7 @@
 // Thread-safe.
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "lifecycle/model_manager.h"
 #include "lifecycle/repository_watcher.h"
@@ -12,8 +13,8 @@
 namespace ferry {
 
 struct AdminOptions {
-  bool management_enabled = false;  // repository index/load/unload (off by default)
-  std::string admin_key;            // required for management when enabled (non-empty)
+  bool management_enabled = false;  // repository load/unload: with an admin key or a loopback admin listener
+  std::string admin_key;            // empty: only the loopback admin listener reaches admin routes
 };
 
 class AdminService {
@@ -29,13 +30,16 @@ class AdminService {
   void SetReady(bool ready) { ready_.store(ready); }
   bool Ready() const { return ready_.load(); }
 
-  // PermissionDenied when management is off, Unauthenticated for a missing or wrong key.
+  // PermissionDenied when the server has no admin key, Unauthenticated for a missing or wrong key.
   // `authorization` is the raw Authorization header value ("Bearer <key>") or null.
   Status CheckAdmin(const std::string* authorization) const;
+  bool IsAdminKey(const std::string* authorization) const { return CheckAdmin(authorization).ok(); }
 
-  // [{"name","version","state","reason"}]: every model in the repository, loaded or not.
-  // `request_body` is the index request: empty or {"ready": bool}.
-  Result<std::string> RepositoryIndexJson(std::string_view request_body) const;
+  // [{"name","version","state","reason"}]: every model in the repository, loaded or not (only those
+  // in `only_models` when it is not empty: a key's models). `request_body` is the index request: empty
+  // or {"ready": bool}.
+  Result<std::string> RepositoryIndexJson(std::string_view request_body,
+                                          const std::vector<std::string>& only_models = {}) const;
   Status LoadModel(std::string_view name);
   Status UnloadModel(std::string_view name);
 

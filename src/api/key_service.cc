@@ -58,16 +58,24 @@ Result<ApiKey> ParseKeyBody(std::string_view body) {
 
 }  // namespace
 
-Result<std::string> KeyService::Authorize(const std::string* authorization, std::string_view model,
-                                          std::chrono::milliseconds* retry_after) {
-  if (!required_) return std::string("(none)");
+Result<ApiKey> KeyService::Authorize(const std::string* authorization, std::string_view model,
+                                     std::chrono::milliseconds* retry_after, bool listing) {
+  if (!required_) {
+    ApiKey anyone;
+    anyone.name = "(none)";
+    return anyone;
+  }
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization == nullptr || authorization->compare(0, kBearer.size(), kBearer) != 0) {
     return Unauthenticated("this server needs an API key: 'Authorization: Bearer <key>'");
   }
-  FERRY_ASSIGN_OR_RETURN(ApiKey key, registry_->Authorize(std::string_view(*authorization).substr(kBearer.size()),
-                                                          model, retry_after));
-  return key.name;
+  return registry_->Authorize(std::string_view(*authorization).substr(kBearer.size()), model, retry_after, listing);
+}
+
+bool KeyService::IsKey(const std::string* authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization == nullptr || authorization->compare(0, kBearer.size(), kBearer) != 0) return false;
+  return registry_->Knows(std::string_view(*authorization).substr(kBearer.size()));
 }
 
 Result<std::string> KeyService::CreateJson(std::string_view body) {

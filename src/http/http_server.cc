@@ -13,6 +13,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <mutex>
 #include <thread>
+#include <list>
 #include <unordered_map>
 
 #include "http/websocket_session.h"
@@ -32,7 +33,8 @@ class BeastServer;
 // Confined to its strand.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, BeastServer* server);
+  friend class BeastServer;
+  Session(tcp::socket&& socket, BeastServer* server, std::shared_ptr<void> slot);
   ~Session();
   void Run();
   // Closes the connection if it is waiting for a new request (drain). Posted onto the strand.
@@ -40,8 +42,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void ReadHeader();
+  void ReadWholeHeader();
   void OnHeader(beast::error_code ec, size_t bytes);
   void ReadBody();
+  void ContinueBody();
   void OnBody(beast::error_code ec, size_t bytes);
   void Dispatch();
   void Handle(HttpRequest&& request);
@@ -74,8 +78,15 @@ class Session : public std::enable_shared_from_this<Session> {
   bool exchange_done_ = false;  // the answer has gone out (or the client is gone)
   bool stream_ended_ = false;
   BeastServer* server_;
+  // Its place in the server's list of connections waiting for a header (guarded by the server's lock).
+  std::optional<std::list<std::weak_ptr<Session>>::iterator> waiting_pos_;
+  // This connection's place in the server's counts (all and per address); a WebSocket takes it over.
+  std::shared_ptr<void> slot_;
   bool idle_ = true;
+  bool first_request_ = true;
   bool request_keep_alive_ = true;
+  std::chrono::steady_clock::time_point body_start_;
+  size_t body_bytes_ = 0;
 };
 
 class BeastServer final : public HttpServer {
@@ -127,7 +138,7 @@ class BeastServer final : public HttpServer {
   }
 
   size_t RequestsInFlight() const override { return in_flight_.load(); }
-  size_t OpenConnections() const override { return connections_.load(); }
+  size_t OpenConnections() const override { return counts_->open.load(); }
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
@@ -144,16 +155,25 @@ class BeastServer final : public HttpServer {
   bool draining() const { return draining_.load(); }
   std::atomic<size_t>& in_flight() { return in_flight_; }
 
+  // Connections waiting for a request header, oldest first: at the connection cap the oldest is closed
+  // to make room, so slow headers from many addresses cannot hold every slot either.
+  void BeginWaiting(Session* s, std::weak_ptr<Session> weak) {
+    std::lock_guard lock(sessions_mu_);
+    if (!s->waiting_pos_) s->waiting_pos_ = waiting_.insert(waiting_.end(), std::move(weak));
+  }
+  void EndWaiting(Session* s) {
+    std::lock_guard lock(sessions_mu_);
+    EndWaitingLocked(s);
+  }
+
   void Register(Session* s, std::weak_ptr<Session> weak) {
     std::lock_guard lock(sessions_mu_);
     sessions_[s] = std::move(weak);
   }
   void Unregister(Session* s) {
-    {
-      std::lock_guard lock(sessions_mu_);
-      sessions_.erase(s);
-    }
-    --connections_;
+    std::lock_guard lock(sessions_mu_);
+    EndWaitingLocked(s);
+    sessions_.erase(s);
   }
 
  private:
@@ -165,31 +185,85 @@ class BeastServer final : public HttpServer {
         spdlog::warn("accept failed: {}", ec.message());
         return Accept();
       }
-      if (connections_.load() >= options_.max_connections) {
-        RefuseConnection(std::move(socket));
-      } else {
-        ++connections_;
-        auto session = std::make_shared<Session>(std::move(socket), this);
+      beast::error_code peer_ec;
+      const std::string peer = socket.remote_endpoint(peer_ec).address().to_string();
+      if (counts_->open.load() >= options_.max_connections && !EvictOldestWaiting()) {
+        RefuseConnection(std::move(socket), "too many connections, retry later");
+      } else if (std::shared_ptr<void> slot = TakeSlot(peer_ec ? std::string() : peer)) {
+        auto session = std::make_shared<Session>(std::move(socket), this, std::move(slot));
         Register(session.get(), session);
         session->Run();
+      } else {
+        RefuseConnection(std::move(socket), "too many connections from your address, retry later");
       }
       if (!draining_) Accept();
     });
   }
 
-  // Over the connection cap: answer at once and close, so the client backs off instead of hanging.
-  void RefuseConnection(tcp::socket socket) {
-    static const std::string kBusy =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-        "Connection: close\r\nContent-Length: 46\r\n\r\n{\"error\":\"too many connections, retry later\"}\n";
+  // A connection's place in the counts, given back when the last holder (a session, then perhaps a
+  // WebSocket) lets go; null when its address already holds its share.
+  void EndWaitingLocked(Session* s) {
+    if (!s->waiting_pos_) return;
+    waiting_.erase(*s->waiting_pos_);
+    s->waiting_pos_.reset();
+  }
+
+  // Closes the connection that has waited longest for its header; false when none waits (or too many
+  // closes are still under way: the count only drops once a closed connection is gone).
+  bool EvictOldestWaiting() {
+    std::shared_ptr<Session> oldest;
+    {
+      std::lock_guard lock(sessions_mu_);
+      if (counts_->open.load() >= options_.max_connections + kMaxEvictionsInFlight) return false;
+      while (!oldest && !waiting_.empty()) {
+        oldest = waiting_.front().lock();
+        if (oldest) {
+          EndWaitingLocked(oldest.get());
+        } else {
+          waiting_.pop_front();
+        }
+      }
+    }
+    if (!oldest) return false;
+    ++evicted_;
+    oldest->CloseIfIdle();
+    return true;
+  }
+  static constexpr size_t kMaxEvictionsInFlight = 256;
+
+  // The counts are shared with the slots, which a WebSocket may hold past this server's teardown.
+  std::shared_ptr<void> TakeSlot(const std::string& peer) {
+    std::lock_guard lock(counts_->mu);
+    const size_t cap = options_.max_connections_per_address;
+    if (cap > 0 && !peer.empty()) {
+      auto it = counts_->per_address.find(peer);
+      if (it != counts_->per_address.end() && it->second >= cap) return nullptr;
+    }
+    ++counts_->per_address[peer];
+    ++counts_->open;
+    return std::make_shared<Slot>(counts_, peer);
+  }
+
+  // Over a connection cap: answer at once and close, so the client backs off instead of hanging.
+  void RefuseConnection(tcp::socket socket, std::string_view reason) {
+    const std::string body = EncodeErrorJson(reason);
+    auto busy = std::make_shared<std::string>(fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: ferry\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        "Connection: close\r\nContent-Length: {}\r\n\r\n{}", body.size(), body));
     handler_->OnRejected(503);
     auto sock = std::make_shared<tcp::socket>(std::move(socket));
-    net::async_write(*sock, net::buffer(kBusy), [sock](beast::error_code, size_t) {
+    net::async_write(*sock, net::buffer(*busy), [sock, busy](beast::error_code, size_t) {
       beast::error_code ignored;
       sock->shutdown(tcp::socket::shutdown_both, ignored);
     });
   }
 
+  // Declared before ioc_, so they outlive it: destroying ioc_ destroys the sessions its queued handlers
+  // still hold, and each unregisters itself here.
+  std::mutex sessions_mu_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  std::list<std::weak_ptr<Session>> waiting_;  // sessions waiting for a header, oldest first
+  std::atomic<uint64_t> evicted_{0};
   const HttpServerOptions options_;
   HttpHandler* handler_;
   net::io_context ioc_;
@@ -199,12 +273,28 @@ class BeastServer final : public HttpServer {
   std::atomic<bool> draining_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> in_flight_{0};
-  std::atomic<size_t> connections_{0};
-  std::mutex sessions_mu_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  struct ConnectionCounts {
+    std::mutex mu;
+    std::unordered_map<std::string, size_t> per_address;  // open connections by client address
+    std::atomic<size_t> open{0};                           // all of them, WebSockets included
+  };
+  std::shared_ptr<ConnectionCounts> counts_ = std::make_shared<ConnectionCounts>();
+  struct Slot {
+    Slot(std::shared_ptr<ConnectionCounts> c, std::string p) : counts(std::move(c)), peer(std::move(p)) {}
+    ~Slot() {
+      std::lock_guard lock(counts->mu);
+      if (auto it = counts->per_address.find(peer); it != counts->per_address.end() && --it->second == 0) {
+        counts->per_address.erase(it);
+      }
+      --counts->open;
+    }
+    std::shared_ptr<ConnectionCounts> counts;
+    std::string peer;
+  };
 };
 
-Session::Session(tcp::socket&& socket, BeastServer* server) : stream_(std::move(socket)), server_(server) {}
+Session::Session(tcp::socket&& socket, BeastServer* server, std::shared_ptr<void> slot)
+    : stream_(std::move(socket)), server_(server), slot_(std::move(slot)) {}
 
 Session::~Session() {
   DropSpool();
@@ -241,6 +331,7 @@ void Session::CloseIfIdle() {
 void Session::ReadHeader() {
   if (server_->draining()) return Close();
   idle_ = true;
+  server_->BeginWaiting(this, weak_from_this());
   DropSpool();
   parser_.emplace();
   const auto& opt = server_->options();
@@ -249,14 +340,26 @@ void Session::ReadHeader() {
   // The body limit depends on the route, known only once the header is in: lift Beast's 1 MB default
   // here and set the route's limit in OnHeader, before any body byte is read.
   parser_->body_limit(boost::none);
-  // A keep-alive connection waits idle_timeout for the next request; once bytes arrive the header
-  // must complete in header_timeout (checked again below: Beast's timer covers the whole operation).
-  stream_.expires_after(buffer_.size() > 0 ? opt.header_timeout : opt.idle_timeout);
+  if (first_request_ || buffer_.size() > 0) return ReadWholeHeader();
+  // A keep-alive connection waits idle_timeout for the next request's first byte; from there the
+  // header has header_timeout (Beast's timer covers the whole read, however slowly bytes drip).
+  stream_.expires_after(opt.idle_timeout);
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+    if (ec) return self->Close();
+    self->buffer_.commit(bytes);
+    self->ReadWholeHeader();
+  });
+}
+
+void Session::ReadWholeHeader() {
+  first_request_ = false;
+  stream_.expires_after(server_->options().header_timeout);
   http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
 }
 
 void Session::OnHeader(beast::error_code ec, size_t) {
   idle_ = false;
+  server_->EndWaiting(this);
   if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::operation_aborted ||
       ec == beast::error::timeout || ec == net::error::connection_reset) {
     return Close();
@@ -304,28 +407,46 @@ void Session::OnHeader(beast::error_code ec, size_t) {
 }
 
 void Session::ReadBody() {
-  if (file_parser_) {
-    if (file_parser_->is_done()) return Dispatch();
-    stream_.expires_after(server_->options().body_timeout);
-    http::async_read(stream_, buffer_, *file_parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
-    return;
-  }
-  if (parser_->is_done()) return Dispatch();
-  // Beast reads max(512, free capacity) bytes per call: without room, a 602 KB body took ~1,200 reads.
-  buffer_.reserve(std::min<size_t>(parser_->content_length().value_or(65536), 65536));
-  stream_.expires_after(server_->options().body_timeout);
-  http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  body_start_ = std::chrono::steady_clock::now();
+  body_bytes_ = 0;
+  ContinueBody();
 }
 
-void Session::OnBody(beast::error_code ec, size_t) {
+void Session::ContinueBody() {
+  if (file_parser_ ? file_parser_->is_done() : parser_->is_done()) return Dispatch();
+  // The body must keep up min_body_bytes_per_s on average after a grace of header_timeout: each byte
+  // in buys 1/rate s more, so a client dripping it runs out of time however it paces the drips.
+  const auto& opt = server_->options();
+  if (opt.min_body_bytes_per_s > 0) {
+    const auto earned = std::chrono::microseconds(static_cast<int64_t>(
+        static_cast<double>(body_bytes_) * 1e6 / static_cast<double>(opt.min_body_bytes_per_s)));
+    stream_.expires_at(body_start_ + opt.header_timeout + earned);
+  } else {
+    stream_.expires_after(opt.idle_timeout);
+  }
+  if (file_parser_) {
+    http::async_read_some(stream_, buffer_, *file_parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    return;
+  }
+  // Beast reads max(512, free capacity) bytes per call: without room, a 602 KB body took ~1,200 reads.
+  buffer_.reserve(std::min<size_t>(parser_->content_length().value_or(65536), 65536));
+  http::async_read_some(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+}
+
+void Session::OnBody(beast::error_code ec, size_t bytes) {
   if (ec == http::error::body_limit) return SendError(413, "request body exceeds the limit");
-  if (ec == beast::error::timeout) return SendError(408, "request body not received in time");
+  if (ec == beast::error::timeout) {
+    return SendError(408, fmt::format("request body arrived slower than {} bytes/s",
+                                      server_->options().min_body_bytes_per_s));
+  }
   if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
       ec == net::error::operation_aborted) {
     return Close();
   }
+  if (ec == http::error::need_buffer) ec = {};  // the buffer was full of body: parsed, read on
   if (ec) return SendError(400, fmt::format("malformed HTTP request body: {}", ec.message()));
-  Dispatch();
+  body_bytes_ += bytes;
+  ContinueBody();
 }
 
 template <class Fields>
@@ -350,15 +471,17 @@ void Session::Dispatch() {
     file_parser_->get().body().file().close(ec);
     file_parser_.reset();
     request.body_file = std::exchange(spool_path_, std::string());  // the handler removes it
+    request.listener = server_->options().listener;
     return Handle(std::move(request));
   }
   auto& req = parser_->get();
   HttpRequest request = ToHttpRequest(req);
+  request.listener = server_->options().listener;
   request.body = std::make_shared<const std::string>(std::move(req.body()));
   if (beast::websocket::is_upgrade(req)) {
     // The WebSocket session takes the socket; this session ends without answering.
     StartWebSocketSession(std::move(stream_), std::move(req), std::move(request), server_->handler(),
-                          server_->options());
+                          server_->options(), std::move(slot_));
     return;
   }
   Handle(std::move(request));

@@ -14,6 +14,13 @@
 
 namespace ferry {
 
+// The listener a request came in on.
+enum class Listener {
+  kMain,          // inference (and admin routes with the admin key)
+  kAdmin,         // the admin listener beyond loopback: every route but health needs the admin key
+  kTrustedAdmin,  // the admin listener on loopback: its callers are the operator (Host/Origin checked)
+};
+
 struct HttpRequest {
   std::string method;  // upper case, as sent
   std::string target;  // raw request target: path and query
@@ -25,6 +32,9 @@ struct HttpRequest {
   // Who sent it, once the router has checked its API key: the key's name, "(admin)" for the admin
   // key, "(none)" with keys off.
   std::string caller = "(none)";
+  // The models that caller may use; empty: every model.
+  std::vector<std::string> caller_models;
+  Listener listener = Listener::kMain;
 
   // The first header with this (lower-case) name, or nullptr.
   const std::string* Header(std::string_view lower_name) const {

@@ -1,42 +1,32 @@
-// API keys in the router: the check in front of every protected route, and /v1/keys (admin key).
+// Who may call what, in the router: the check in front of every route (its Access in the route table),
+// and /v1/keys (admin).
 #include <fmt/format.h>
 
 #include "api/status_mapping.h"
+#include "http/route_table.h"
 #include "http/serving_router.h"
 #include "tensor/infer_codec.h"
 
 namespace ferry {
 namespace {
 
-// Health, the server's metadata and /metrics answer without a key: probes and scrapers carry none.
-bool IsOpenRoute(const std::vector<std::string_view>& parts) {
-  if (parts.size() == 1) return parts[0] == "metrics" || parts[0] == "v2";
-  return parts.size() == 3 && parts[0] == "v2" && parts[1] == "health";
-}
-
 // The model a route names in its path; empty for one that names none.
 std::string_view PathModel(const std::vector<std::string_view>& parts) {
   if (parts.size() >= 3 && parts[0] == "v2" && parts[1] == "models") return parts[2];
   if (parts.size() == 4 && parts[0] == "v1" && parts[1] == "ws" && parts[2] == "frames") return parts[3];
+  if (parts.size() == 5 && parts[0] == "v2" && parts[1] == "repository" && parts[2] == "models") return parts[3];
   return {};
 }
 
-}  // namespace
+// A key sent where logs and proxies keep it: refused with its own reason rather than a bare 401.
+bool QueryCarriesKey(std::string_view target) {
+  for (std::string_view name : {"api_key", "apikey", "key", "token", "access_token"}) {
+    if (QueryParam(target, name)) return true;
+  }
+  return false;
+}
 
-std::optional<HttpResponse> ServingRouter::CheckCaller(HttpRequest& request, const std::vector<std::string_view>& parts) {
-  if (keys_ == nullptr || IsOpenRoute(parts)) return std::nullopt;
-  const std::string* authorization = request.Header("authorization");
-  if (authorization != nullptr && admin_->CheckAdmin(authorization).ok()) {  // the operator
-    request.caller = "(admin)";
-    return std::nullopt;
-  }
-  std::chrono::milliseconds retry_after{0};
-  Result<std::string> caller = keys_->Authorize(authorization, PathModel(parts), &retry_after);
-  if (caller.ok()) {
-    request.caller = std::move(caller).value();
-    return std::nullopt;
-  }
-  const Status& s = caller.status();
+HttpResponse Refusal(const Status& s, std::chrono::milliseconds retry_after = std::chrono::milliseconds(0)) {
   HttpResponse r = JsonResponse(HttpStatusFor(s.code()), EncodeErrorJson(s.message()));
   if (s.code() == StatusCode::kResourceExhausted) {
     r.headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(1, (retry_after.count() + 999) / 1000)));
@@ -45,23 +35,57 @@ std::optional<HttpResponse> ServingRouter::CheckCaller(HttpRequest& request, con
   return r;
 }
 
-std::optional<HttpResponse> ServingRouter::RefuseUpgrade(HttpRequest& request) {
-  std::vector<std::string_view> parts;
-  std::string_view path = request.Path();
-  size_t pos = 0;
-  while (pos < path.size()) {
-    const size_t end = std::min(path.find('/', pos + 1), path.size());
-    if (end > pos + 1) parts.push_back(path.substr(pos + 1, end - pos - 1));
-    pos = end;
+}  // namespace
+
+std::optional<HttpResponse> ServingRouter::Authorize(const Route& route, HttpRequest& request,
+                                                     const std::vector<std::string_view>& parts) {
+  if (route.access == Access::kPublic) return std::nullopt;
+  if (route.access == Access::kUndecided) {
+    return Refusal(PermissionDenied("this route has no access rule; it is refused until it gets one"));
   }
-  return CheckCaller(request, parts);
+  if (request.listener == Listener::kTrustedAdmin) {  // the operator, unless a web page posing as localhost
+    const std::string reason =
+        CheckTrustedHost(request.Header("host"), request.Header("origin"), options_.admin_allowed_hosts);
+    if (!reason.empty()) return Refusal(PermissionDenied(reason));
+    request.caller = "(admin)";
+    return std::nullopt;
+  }
+  const std::string* authorization = request.Header("authorization");
+  if (authorization == nullptr && QueryCarriesKey(request.target)) {
+    return Refusal(Unauthenticated("API keys go in the 'Authorization: Bearer <key>' header, never in the query "
+                                   "string (logs and proxies keep it)"));
+  }
+  if (authorization != nullptr && admin_->IsAdminKey(authorization)) {
+    request.caller = "(admin)";
+    return std::nullopt;
+  }
+  if (route.access == Access::kAdmin || request.listener == Listener::kAdmin) {
+    if (keys_ != nullptr && keys_->IsKey(authorization)) {
+      return Refusal(PermissionDenied("an inference key may not call this route: it needs the admin key"));
+    }
+    return Refusal(admin_->CheckAdmin(authorization));
+  }
+  if (keys_ == nullptr) return std::nullopt;
+  std::chrono::milliseconds retry_after{0};
+  Result<ApiKey> caller = keys_->Authorize(authorization, PathModel(parts), &retry_after,
+                                           route.scope == ModelScope::kListing);
+  if (!caller.ok()) return Refusal(caller.status(), retry_after);
+  request.caller = std::move(caller->name);
+  request.caller_models = std::move(caller->models);
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> ServingRouter::RefuseUpgrade(HttpRequest& request) {
+  const RouteMatch match = MatchRoute(request.method, request.Path());
+  if (match.route == nullptr || !match.route->websocket) return std::nullopt;  // OpenWebSocket answers 404
+  std::vector<std::string_view> parts = SplitPath(request.Path());
+  return Authorize(*match.route, request, parts);
 }
 
 void ServingRouter::HandleKeyRoute(const HttpRequest& request, std::vector<std::string_view>& parts,
                                    HttpResponder& respond) {
   if (keys_ == nullptr) return respond(JsonResponse(404, EncodeErrorJson("API keys are off on this server")));
   if (parts.size() > 3) return respond(JsonResponse(404, EncodeErrorJson("not found")));
-  if (Status auth = admin_->CheckAdmin(request.Header("authorization")); !auth.ok()) return respond(ErrorResponse(auth));
   const std::string& method = request.method;
   std::function<HttpResponse()> work;
   if (parts.size() == 2 && method == "GET") {

@@ -5,26 +5,11 @@
 #include <charconv>
 
 #include "api/status_mapping.h"
+#include "http/route_table.h"
 #include "tensor/infer_codec.h"
 
 namespace ferry {
 namespace {
-
-std::vector<std::string_view> SplitPath(std::string_view path) {
-  std::vector<std::string_view> parts;
-  size_t pos = 0;
-  while (pos < path.size()) {
-    if (path[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    parts.push_back(path.substr(pos, end - pos));
-    pos = end;
-  }
-  return parts;
-}
 
 HttpResponse Json(int status, std::string body) { return JsonResponse(status, std::move(body)); }
 
@@ -113,8 +98,18 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
     r.content_type = "text/plain; version=0.0.4";
     return counted(std::move(r));
   }
+  // The route table decides first: no row, no route; then its access rule.
+  const RouteMatch match = MatchRoute(method, request.Path());
+  if (match.route == nullptr && !match.allowed.empty()) return counted(MethodNotAllowed(match.allowed));
+  if (match.route == nullptr) {
+    return counted(Json(404, EncodeErrorJson(
+        "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "
+        "/v1/jobs, /v1/batches, /v1/files and /metrics")));
+  }
+  if (std::optional<HttpResponse> refused = Authorize(*match.route, request, parts)) {
+    return counted(std::move(*refused));
+  }
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "keys") return HandleKeyRoute(request, parts, counted);
-  if (std::optional<HttpResponse> refused = CheckCaller(request, parts)) return counted(std::move(*refused));
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "usage") return HandleUsageRoute(request, parts, counted);
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "jobs" && jobs_ != nullptr) {
     return HandleJobsRoute(std::move(request), std::move(cancel), parts, counted);
@@ -185,12 +180,7 @@ void ServingRouter::HandleRepositoryRoute(const HttpRequest& request, std::vecto
   const bool is_action = parts.size() == 5 && parts[2] == "models" && (parts[4] == "load" || parts[4] == "unload");
   if (!is_index && !is_action) return respond(Json(404, EncodeErrorJson("not found")));
   if (request.method != "POST") return respond(MethodNotAllowed("POST"));
-  if (Status auth = admin_->CheckAdmin(request.Header("authorization")); !auth.ok()) {
-    return respond(ErrorResponse(auth));
-  }
-  if (is_index) {
-    return respond(FromResult(admin_->RepositoryIndexJson(*request.body)));
-  }
+  if (is_index) return respond(FromResult(admin_->RepositoryIndexJson(*request.body, request.caller_models)));
   const std::string model(parts[3]);
   const bool load = parts[4] == "load";
   HttpResponder shared = respond;

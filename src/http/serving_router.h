@@ -14,6 +14,7 @@
 #include "api/usage_service.h"
 #include "common/thread_pool.h"
 #include "http/http_types.h"
+#include "http/route_table.h"
 #include "metrics/serving_metrics.h"
 
 namespace ferry {
@@ -24,6 +25,7 @@ struct RouterOptions {
   size_t max_text_body_bytes = 8 * 1024 * 1024;  // completions and generate: prompts, not tensors
   size_t max_upload_bytes = size_t{1} << 30;     // POST /v1/files, spooled to disk, never held in memory
   std::string upload_spool_dir;                  // where uploads are spooled (the data folder's uploads/)
+  std::vector<std::string> admin_allowed_hosts;  // Host names the loopback admin listener answers beside localhost
 };
 
 class ServingRouter final : public HttpHandler {
@@ -37,8 +39,8 @@ class ServingRouter final : public HttpHandler {
   void set_schedules(ScheduleService* schedules) { schedules_ = schedules; }
   // /v1/tables answers 404 without it.
   void set_tables(TableService* tables) { tables_ = tables; }
-  // API keys: every route but health, server metadata and /metrics then passes KeyService::Authorize
-  // (the admin key passes too); /v1/keys manages them. Without it keys are off.
+  // API keys: kInference routes (route_table.h) then pass KeyService::Authorize (the admin key passes
+  // too); /v1/keys manages them. Without it keys are off.
   void set_keys(KeyService* keys) { keys_ = keys; }
   // /v1/usage answers 404 without it.
   void set_usage(UsageService* usage) { usage_ = usage; }
@@ -68,9 +70,10 @@ class ServingRouter final : public HttpHandler {
   // /v1/files..., /v1/batches... (batch_routes.cc).
   static bool IsBatchRoute(const std::vector<std::string_view>& parts);
   void HandleScheduleRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
-  // The answer refusing a caller without a fitting API key; nullopt lets it through (key_routes.cc).
-  // Sets request.caller to whom it lets through.
-  std::optional<HttpResponse> CheckCaller(HttpRequest& request, const std::vector<std::string_view>& parts);
+  // The answer refusing a caller the route's Access does not let through; nullopt lets it through and
+  // sets request.caller (and caller_models) to whom (key_routes.cc).
+  std::optional<HttpResponse> Authorize(const Route& route, HttpRequest& request,
+                                        const std::vector<std::string_view>& parts);
   void HandleKeyRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);
   // /v1/usage, /v1/usage/config (usage_routes.cc).
   void HandleUsageRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);

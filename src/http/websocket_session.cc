@@ -24,8 +24,8 @@ constexpr size_t kMaxQueuedBytes = 8 * 1024 * 1024;
 
 class WebSocketSession final : public WebSocketSender, public std::enable_shared_from_this<WebSocketSession> {
  public:
-  WebSocketSession(beast::tcp_stream&& stream, const HttpServerOptions& options)
-      : ws_(std::move(stream)), options_(options) {}
+  WebSocketSession(beast::tcp_stream&& stream, const HttpServerOptions& options, std::shared_ptr<void> slot)
+      : ws_(std::move(stream)), options_(options), slot_(std::move(slot)) {}
 
   // Answers the upgrade request with `answer` and closes the connection.
   void Refuse(HttpResponse&& answer) {
@@ -137,6 +137,7 @@ class WebSocketSession final : public WebSocketSender, public std::enable_shared
 
   websocket::stream<beast::tcp_stream> ws_;
   const HttpServerOptions options_;
+  std::shared_ptr<void> slot_;
   http::request<http::string_body> upgrade_;
   beast::flat_buffer buffer_;
   std::shared_ptr<WebSocketEndpoint> endpoint_;
@@ -150,8 +151,9 @@ class WebSocketSession final : public WebSocketSender, public std::enable_shared
 }  // namespace
 
 void StartWebSocketSession(beast::tcp_stream&& stream, http::request<http::string_body>&& upgrade,
-                           HttpRequest&& request, HttpHandler* handler, const HttpServerOptions& options) {
-  auto session = std::make_shared<WebSocketSession>(std::move(stream), options);
+                           HttpRequest&& request, HttpHandler* handler, const HttpServerOptions& options,
+                           std::shared_ptr<void> slot) {
+  auto session = std::make_shared<WebSocketSession>(std::move(stream), options, std::move(slot));
   session->Start(std::move(upgrade), std::move(request), handler);
 }
 

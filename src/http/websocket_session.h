@@ -10,8 +10,10 @@ namespace ferry {
 
 // Takes over the connection: asks the handler for an endpoint (404 over HTTP when it has none),
 // completes the handshake, then delivers each message to the endpoint and sends what it sends.
+// `slot` is the connection's place in the server's connection counts, held until the socket closes.
 void StartWebSocketSession(boost::beast::tcp_stream&& stream,
                            boost::beast::http::request<boost::beast::http::string_body>&& upgrade,
-                           HttpRequest&& request, HttpHandler* handler, const HttpServerOptions& options);
+                           HttpRequest&& request, HttpHandler* handler, const HttpServerOptions& options,
+                           std::shared_ptr<void> slot);
 
 }  // namespace ferry

@@ -224,14 +224,20 @@ std::vector<ApiKey> KeyRegistry::List() const {
   return out;
 }
 
+bool KeyRegistry::Knows(std::string_view secret) const {
+  const std::string hash = HashKeySecret(secret);
+  std::lock_guard lock(mu_);
+  return by_hash_.count(hash) > 0;
+}
+
 Result<ApiKey> KeyRegistry::Authorize(std::string_view secret, std::string_view model,
-                                      std::chrono::milliseconds* retry_after) {
+                                      std::chrono::milliseconds* retry_after, bool listing) {
   const std::string hash = HashKeySecret(secret);
   std::lock_guard lock(mu_);
   auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return Unauthenticated("unknown or revoked API key");
   Entry& e = it->second;
-  if (!e.key.models.empty()) {
+  if (!e.key.models.empty() && !listing) {
     if (model.empty()) {
       return PermissionDenied(fmt::format("key '{}' may use only {}; this route names no model", e.key.name,
                                           JoinModels(e.key.models)));

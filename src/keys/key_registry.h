@@ -46,8 +46,12 @@ class KeyRegistry {
   // The key a secret belongs to, if it may use `model` (empty: a call that names no model in its path,
   // which only an unrestricted key may make) now: kUnauthenticated for an unknown or revoked secret,
   // kPermissionDenied for a model it may not use, kResourceExhausted over its rate (with
-  // `*retry_after` set).
-  Result<ApiKey> Authorize(std::string_view secret, std::string_view model, std::chrono::milliseconds* retry_after);
+  // `*retry_after` set). `listing`: a call that lists models (any key may; the caller filters the list
+  // to the key's models), whatever `model` says.
+  Result<ApiKey> Authorize(std::string_view secret, std::string_view model, std::chrono::milliseconds* retry_after,
+                           bool listing = false);
+  // Whether `secret` is a key's (for telling "a key, but not the admin key" from "no key"). Charges nothing.
+  bool Knows(std::string_view secret) const;
 
   // Token rate limits, by key name (names that are no key with a token rate always pass):
   // kResourceExhausted (with Retry-After, also in `*retry_after`) while the key is in debt.

@@ -11,6 +11,7 @@
 #include "server/batch_command.h"
 #include "server/cron_command.h"
 #include "server/precompute_command.h"
+#include "http/route_table.h"
 #include "server/server.h"
 
 namespace ferry {
@@ -24,9 +25,15 @@ struct ServeFlags {
   std::string control_mode = "poll";
   double poll_secs = 5;
   std::string admin_key;
+  std::string admin_address = "127.0.0.1";
+  int admin_port = -1;
+  std::vector<std::string> admin_allowed_hosts;
   double exit_timeout_secs = 30;
   size_t max_infer_body_mb = 64;
   size_t max_connections = 4096;
+  size_t max_connections_per_address = 1024;
+  double header_timeout_secs = 10;
+  size_t min_body_bytes_per_sec = 4096;
   int loader_threads = 1;
   double idle_unload_secs = 0;
   double cold_start_timeout_secs = 60;
@@ -65,6 +72,9 @@ int Serve(const ServeFlags& f) {
   options.http.port = static_cast<uint16_t>(f.http_port);
   options.http.io_threads = static_cast<size_t>(f.http_threads);
   options.http.max_connections = f.max_connections;
+  options.http.max_connections_per_address = f.max_connections_per_address;
+  options.http.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.header_timeout_secs * 1000));
+  options.http.min_body_bytes_per_s = f.min_body_bytes_per_sec;
   options.router.max_infer_body_bytes = f.max_infer_body_mb * 1024 * 1024;
   options.control_mode = f.control_mode == "none"       ? ModelControlMode::kNone
                          : f.control_mode == "explicit" ? ModelControlMode::kExplicit
@@ -72,7 +82,13 @@ int Serve(const ServeFlags& f) {
   options.poll_interval = std::chrono::milliseconds(static_cast<int64_t>(f.poll_secs * 1000));
   options.exit_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.exit_timeout_secs * 1000));
   options.admin.admin_key = f.admin_key;
-  options.admin.management_enabled = !f.admin_key.empty();
+  if (f.admin_port >= 0) {
+    options.admin_http = options.http;
+    options.admin_http->address = f.admin_address;
+    options.admin_http->port = static_cast<uint16_t>(f.admin_port);
+    options.admin_http->io_threads = 1;
+  }
+  options.router.admin_allowed_hosts = f.admin_allowed_hosts;
   options.loader_threads = static_cast<size_t>(f.loader_threads);
   options.idle_unload = std::chrono::milliseconds(static_cast<int64_t>(f.idle_unload_secs * 1000));
   options.cold_start_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.cold_start_timeout_secs * 1000));
@@ -213,14 +229,34 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--repository-poll-secs", f.poll_secs, "Seconds between repository scans in poll mode")
       ->capture_default_str()->check(CLI::PositiveNumber);
   serve->add_option("--admin-key", f.admin_key,
-                    "Enables the model repository API (index/load/unload) for clients sending "
-                    "'Authorization: Bearer <key>'. Off when empty")
+                    "The key of the admin routes (model load/unload, /v1/keys, /v1/usage/config, schedules, table "
+                    "publishing) for clients sending 'Authorization: Bearer <key>'. Empty: only the loopback admin "
+                    "listener reaches them")
       ->envname("FERRY_ADMIN_KEY");
+  serve->add_option("--admin-port", f.admin_port,
+                    "Open an admin listener on this port (0 picks a free one; -1: none). On loopback its callers "
+                    "are the operator and need no key; beyond it they need --admin-key")
+      ->capture_default_str()->check(CLI::Range(-1, 65535));
+  serve->add_option("--admin-address", f.admin_address, "Address of the admin listener")->capture_default_str();
+  serve->add_option("--admin-allowed-host", f.admin_allowed_hosts,
+                    "A Host name the loopback admin listener answers besides localhost, 127.0.0.1 and [::1] (a "
+                    "request naming another is refused: DNS rebinding); repeatable");
   serve->add_option("--exit-timeout-secs", f.exit_timeout_secs, "On SIGTERM, wait this long for in-flight requests")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   serve->add_option("--max-infer-body-mb", f.max_infer_body_mb, "Largest inference request body, MiB")
       ->capture_default_str()->check(CLI::Range(1, 4096));
-  serve->add_option("--max-connections", f.max_connections, "Open connections beyond this get a fast 503")
+  serve->add_option("--max-connections", f.max_connections,
+                    "Open connections (WebSockets included) beyond this get a fast 503")
+      ->capture_default_str();
+  serve->add_option("--max-connections-per-address", f.max_connections_per_address,
+                    "Open connections one client address may hold (0: no cap); raise it behind a load balancer")
+      ->capture_default_str();
+  serve->add_option("--header-timeout-secs", f.header_timeout_secs,
+                    "A request's whole header must arrive within this (not reset per byte); slower clients are closed")
+      ->capture_default_str()->check(CLI::Range(0.05, 600.0));
+  serve->add_option("--min-body-bytes-per-sec", f.min_body_bytes_per_sec,
+                    "Bodies slower than this on average (after a grace of the header timeout) get 408 and are closed; "
+                    "0: no rate, only an idle timeout")
       ->capture_default_str();
   serve->add_option("--model-load-thread-count", f.loader_threads, "Threads loading models")->capture_default_str();
   serve->add_option("--idle-unload-s", f.idle_unload_secs,
@@ -297,6 +333,14 @@ int RunCli(int argc, char** argv) {
   CLI::App* models = app.add_subcommand("models", "List the models of a repository and check their configs");
   models->add_option("--model-repository", models_root, "Repository folder")->capture_default_str();
   models->callback([&] { throw CLI::RuntimeError(ListModels(models_root)); });
+  CLI::App* routes = app.add_subcommand("routes", "Print every HTTP route with who may call it, as JSON lines");
+  routes->callback([&] {
+    for (const Route& r : Routes()) {
+      std::cout << fmt::format("{{\"method\":\"{}\",\"path\":\"{}\",\"access\":\"{}\",\"websocket\":{}}}\n", r.method,
+                               r.pattern, AccessName(r.access), r.websocket);
+    }
+    throw CLI::RuntimeError(0);
+  });
   AddBatchCommand(app);
   AddCronCommand(app);
   AddPrecomputeCommand(app);

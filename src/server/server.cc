@@ -23,6 +23,7 @@
 #include "backend/xgboost/xgboost_backend.h"
 #endif
 #include "api/generation_metrics.h"
+#include "http/route_table.h"
 #include "http/smtp_client.h"
 
 namespace ferry {
@@ -65,9 +66,17 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     return InvalidArgument(fmt::format("model repository '{}' is not a readable folder",
                                        options.model_repository.string()));
   }
-  if (options.admin.management_enabled && options.admin.admin_key.empty()) {
-    return InvalidArgument("model management needs an admin key");
+  if (options.admin_http) {
+    // Beyond loopback its callers are whoever reaches the port: they need the admin key like anyone.
+    const bool loopback = IsLoopbackAddress(options.admin_http->address);
+    options.admin_http->listener = loopback ? Listener::kTrustedAdmin : Listener::kAdmin;
+    if (!loopback && options.admin.admin_key.empty()) {
+      return InvalidArgument(fmt::format("an admin listener beyond loopback ({}) needs --admin-key",
+                                         options.admin_http->address));
+    }
   }
+  options.admin.management_enabled =
+      !options.admin.admin_key.empty() || (options.admin_http && options.admin_http->listener == Listener::kTrustedAdmin);
   std::unique_ptr<Server> s(new Server(std::move(options)));
   s->backends_ = MakeDefaultBackends();
   s->repository_ = std::make_unique<ModelRepository>(s->options_.model_repository);
@@ -124,6 +133,9 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   s->router_->set_keys(s->keys_.get());
   s->router_->set_usage(s->usage_.get());
   FERRY_ASSIGN_OR_RETURN(s->http_, HttpServer::Create(s->options_.http, s->router_.get()));
+  if (s->options_.admin_http) {
+    FERRY_ASSIGN_OR_RETURN(s->admin_http_, HttpServer::Create(*s->options_.admin_http, s->router_.get()));
+  }
   return s;
 }
 
@@ -355,6 +367,16 @@ Status Server::Start() {
   FERRY_RETURN_IF_ERROR(watcher_->PollOnce());
   http_->Start();  // health answers "not ready" while the first loads run
   spdlog::info("listening on {}:{}", options_.http.address, http_->port());
+  if (admin_http_) {
+    admin_http_->Start();
+    spdlog::info("admin listener on {}:{}{}", options_.admin_http->address, admin_http_->port(),
+                 options_.admin_http->listener == Listener::kTrustedAdmin ? " (loopback: no admin key needed)" : "");
+  }
+  if (!IsLoopbackAddress(options_.http.address) && !options_.require_api_keys) {
+    spdlog::warn("*** listening on {} WITHOUT API KEYS: anyone who can reach port {} may run every model. Start "
+                 "with --require-api-keys, or --http-address 127.0.0.1 for local use ***",
+                 options_.http.address, http_->port());
+  }
   if (!manager_->WaitUntilIdle(options_.startup_timeout)) {
     spdlog::warn("models still loading after {} s; serving those that are ready",
                  std::chrono::duration_cast<std::chrono::seconds>(options_.startup_timeout).count());
@@ -385,17 +407,20 @@ bool Server::Drain() {
   admin_->SetReady(false);
   watcher_->Stop();
   http_->BeginDrain();
+  if (admin_http_) admin_http_->BeginDrain();
+  const auto in_flight = [this] { return http_->RequestsInFlight() + (admin_http_ ? admin_http_->RequestsInFlight() : 0); };
   const auto deadline = std::chrono::steady_clock::now() + options_.exit_timeout;
   bool clean = true;
-  while (http_->RequestsInFlight() > 0) {
+  while (in_flight() > 0) {
     if (std::chrono::steady_clock::now() >= deadline) {
       clean = false;
-      spdlog::warn("exit timeout reached with {} requests in flight", http_->RequestsInFlight());
+      spdlog::warn("exit timeout reached with {} requests in flight", in_flight());
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   http_->Stop();
+  if (admin_http_) admin_http_->Stop();
   // Streams still open past the exit timeout have nobody left to read them.
   completions_->CancelAll();
   // No new batches, then batches stop at their next record and commit a checkpoint; they resume after

@@ -3,6 +3,7 @@
 // server from options, and orders start-up and drain. Thread-safe for Drain from a signal thread.
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <memory>
 
 #include "api/admin_service.h"
@@ -38,6 +39,8 @@ enum class ModelControlMode { kNone, kPoll, kExplicit };
 struct ServerOptions {
   std::filesystem::path model_repository = "examples/models";
   HttpServerOptions http;
+  // The admin listener (its own port; loopback by default), when set: see route_table.h.
+  std::optional<HttpServerOptions> admin_http;
   RouterOptions router;
   AdminOptions admin;
   ModelControlMode control_mode = ModelControlMode::kPoll;
@@ -102,6 +105,8 @@ class Server {
   // loads have finished (a model that fails to load is reported, and the server still starts).
   Status Start();
   uint16_t port() const { return http_->port(); }
+  // The admin listener's port; 0 without one.
+  uint16_t admin_port() const { return admin_http_ ? admin_http_->port() : 0; }
   // Readiness turns 503, new connections are refused, in-flight requests finish (up to exit_timeout),
   // then models are drained. Returns false if requests were still in flight at the timeout.
   bool Drain();
@@ -125,6 +130,7 @@ class Server {
   // long-poll, a pool's queue or a watch entry, and its destructor unregisters from the server; and a
   // pool's late answer posts onto the server's (stopped) io_context, which must still exist.
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<HttpServer> admin_http_;
   std::unique_ptr<BackendRegistry> backends_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<ServingMetrics> metrics_;

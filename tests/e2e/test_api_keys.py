@@ -74,10 +74,11 @@ def infer(server, model: str, headers=None):
 
 def test_calls_without_a_key_are_refused_but_probes_are_not(keyed):
     for method, path in [("POST", "/v2/models/alpha/infer"), ("GET", "/v2/models/alpha"), ("GET", "/v1/models"),
-                         ("GET", "/v1/jobs"), ("GET", "/v1/tables"), ("GET", "/nowhere")]:
+                         ("GET", "/v1/jobs"), ("GET", "/v1/tables")]:
         status, h, data = keyed.request(method, path, BODY if method == "POST" else None)
         assert status == 401, (path, data)
         assert "API key" in json.loads(data)["error"] and h.get("www-authenticate") == "Bearer"
+    assert keyed.request("GET", "/nowhere")[0] == 404  # a path no route takes says so, key or not
     status, _, _ = infer(keyed, "alpha", bearer("fk_not_a_key"))
     assert status == 401
     for path in ("/v2/health/ready", "/v2/health/live", "/v2", "/metrics"):

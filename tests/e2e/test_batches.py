@@ -53,10 +53,10 @@ def small_repo(dest: Path, models=("identity",)) -> Path:
     return dest
 
 
-def call(server: FerryServer, method: str, path: str, body=None, timeout=30.0):
+def call(server: FerryServer, method: str, path: str, body=None, timeout=30.0, headers=None):
     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-    status, headers, raw = server.request(method, path, body=data, timeout=timeout,
-                                          headers={"Content-Type": "application/json"} if data else {})
+    sent = {**({"Content-Type": "application/json"} if data else {}), **(headers or {})}
+    status, headers, raw = server.request(method, path, body=data, timeout=timeout, headers=sent)
     return status, (json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") else raw)
 
 

@@ -263,7 +263,7 @@ def test_malformed_cost_settings_are_refused_and_the_previous_ones_kept(tmp_path
     assert status == 200 and kept["prices"]["metered"]["compute_second"] == 3 and kept["budgets"][0]["name"] == "all"
     assert (tmp_path / "costs.yaml").read_text() == good
     key = make_key(server, "someone")
-    assert server.request("PUT", "/v1/usage/config", good.encode(), key)[0] == 401
+    assert server.request("PUT", "/v1/usage/config", good.encode(), key)[0] == 403  # an inference key
     replacement = json.dumps({"currency": "EUR", "budgets": [{"name": "eu", "period": "day", "limit": 2}]})
     status, _, body = server.request("PUT", "/v1/usage/config", replacement.encode(), ADMIN)
     assert status == 200, body

@@ -165,10 +165,12 @@ def test_b_a_corrupt_version_keeps_the_old_one_serving(ferry_admin):
     assert r.status_code == 200
     r = requests.get(f"{ferry_admin.base_url}/v2/models/identity/versions/3/ready", timeout=5)
     assert 400 <= r.status_code < 600 and r.status_code != 200
-    # The index is authenticated.
+    # The index is readable by any client allowed to infer; unloading needs the admin key.
     r = requests.post(f"{ferry_admin.base_url}/v2/repository/index", data="{}", timeout=5)
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{ferry_admin.base_url}/v2/repository/models/identity/unload", timeout=5)
     assert r.status_code == 401, r.text
-    r = requests.post(f"{ferry_admin.base_url}/v2/repository/index", data="{}",
+    r = requests.post(f"{ferry_admin.base_url}/v2/repository/models/identity/unload",
                       headers={"Authorization": "Bearer wrong"}, timeout=5)
     assert r.status_code == 401, r.text
 

@@ -347,7 +347,7 @@ CASES: list[Case] = [
     C("route-absolute-form", raw("GET", "http://127.0.0.1/v2/nope"), (400, 404)),
     C("route-asterisk", raw("OPTIONS", "*"), (400, 404, 405)),
     C("route-repository-unknown", raw("POST", "/v2/repository/delete", body=b"{}"), (404,)),
-    C("route-repository-index-disabled", raw("POST", "/v2/repository/index", body=b"{}"), (403,)),
+    C("route-repository-index-bad-ready", raw("POST", "/v2/repository/index", body=b'{"ready": 3}'), (400,)),
     C("route-repository-load-disabled", raw("POST", "/v2/repository/models/identity/load", body=b"{}"), (403,)),
 ]
 

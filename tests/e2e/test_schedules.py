@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FerryServer
+from conftest import ADMIN_KEY, FerryServer
 from test_batches import call, identity_line, small_repo
 
 
@@ -81,7 +81,13 @@ def roots(tmp_path):
 def server_for(roots: Path, *extra) -> FerryServer:
     return FerryServer(repo=small_repo(roots / f"models-{time.monotonic_ns()}"), log_path=roots / "ferry.log",
                        extra_args=["--batch-input-root", str(roots / "in"), "--batch-output-root", str(roots / "out"),
-                                   "--data-dir", str(roots / "data"), "--trigger-rescan-secs", "0.5", *extra])
+                                   "--data-dir", str(roots / "data"), "--trigger-rescan-secs", "0.5",
+                                   "--admin-key", ADMIN_KEY, *extra])
+
+
+def admin_call(server: FerryServer, method: str, path: str, body=None):
+    """Making and deleting schedules is the operator's (they run batches as the server)."""
+    return call(server, method, path, body, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
 
 
 def test_a_trigger_takes_each_of_50_files_exactly_once_across_a_kill(roots):
@@ -179,15 +185,16 @@ def test_bad_schedules_are_refused_and_the_others_run(roots):
             ({**base, "input": {"nested": 1}}, 400, "must be a string"),
         ]
         for body, code, says in cases:
-            status, err = call(server, "POST", "/v1/schedules", body)
+            status, err = admin_call(server, "POST", "/v1/schedules", body)
             assert status == code, (body, status, err)
+            assert call(server, "POST", "/v1/schedules", body)[0] == 401  # without the admin key
             assert says in err["error"], (body, err)
-        status, err = call(server, "POST", "/v1/schedules", b"{broken")
+        status, err = admin_call(server, "POST", "/v1/schedules", b"{broken")
         assert status == 400 and "error" in err
-        status, made = call(server, "POST", "/v1/schedules", {**base, "time_zone": "Asia/Kolkata", "missed": "run_once"})
+        status, made = admin_call(server, "POST", "/v1/schedules", {**base, "time_zone": "Asia/Kolkata", "missed": "run_once"})
         assert status == 200, made
         assert made["source"] == "api" and made["missed"] == "run_once" and made["time_zone"] == "Asia/Kolkata"
-        status, err = call(server, "DELETE", "/v1/schedules/good")
+        status, err = admin_call(server, "DELETE", "/v1/schedules/good")
         assert status == 400 and "definition file" in err["error"], err
         assert call(server, "GET", "/v1/schedules/api")[0] == 200
     finally:
@@ -198,9 +205,9 @@ def test_bad_schedules_are_refused_and_the_others_run(roots):
     try:
         status, got = call(again, "GET", "/v1/schedules/api")
         assert status == 200 and got["cron"] == "*/5 * * * *", got
-        assert call(again, "DELETE", "/v1/schedules/api")[0] == 200
+        assert admin_call(again, "DELETE", "/v1/schedules/api")[0] == 200
         assert call(again, "GET", "/v1/schedules/api")[0] == 404
-        assert call(again, "DELETE", "/v1/schedules/api")[0] == 404
+        assert admin_call(again, "DELETE", "/v1/schedules/api")[0] == 404
     finally:
         assert again.stop() == 0, again.log_text()
 

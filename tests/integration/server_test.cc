@@ -77,7 +77,7 @@ TEST_F(ServerTest, HealthAndServerMetadata) {
   auto meta = c.Request("GET", "/v2");
   ASSERT_TRUE(meta);
   EXPECT_NE(meta->body.find("\"binary_tensor_data\""), std::string::npos);
-  EXPECT_EQ(meta->body.find("model_repository"), std::string::npos);  // management is off
+  EXPECT_NE(meta->body.find("model_repository"), std::string::npos);  // the index is readable by all
 }
 
 TEST_F(ServerTest, ModelMetadataReadinessAndConfig) {
@@ -178,9 +178,9 @@ TEST_F(ServerTest, HugeHeadersAndUrisAreRefused) {
   EXPECT_EQ(r->status, 414);
 }
 
-TEST_F(ServerTest, ManagementIsOffByDefault) {
+TEST_F(ServerTest, ManagementIsOffByDefaultButTheIndexIsReadable) {
   RawHttpClient c = Client();
-  EXPECT_EQ(c.Request("POST", "/v2/repository/index")->status, 403);
+  EXPECT_EQ(c.Request("POST", "/v2/repository/index")->status, 200);
   EXPECT_EQ(c.Request("POST", "/v2/repository/models/ident/unload")->status, 403);
 }
 
@@ -225,8 +225,9 @@ class ManagedServerTest : public ServerTest {
 
 TEST_F(ManagedServerTest, LoadAndUnloadNeedTheAdminKey) {
   RawHttpClient c = Client();
-  EXPECT_EQ(c.Request("POST", "/v2/repository/index")->status, 401);
-  EXPECT_EQ(c.Request("POST", "/v2/repository/index", "", "Authorization: Bearer wrong\r\n")->status, 401);
+  EXPECT_EQ(c.Request("POST", "/v2/repository/index")->status, 200);  // listing is anyone's without keys
+  EXPECT_EQ(c.Request("POST", "/v2/repository/models/ident/unload")->status, 401);
+  EXPECT_EQ(c.Request("POST", "/v2/repository/models/ident/unload", "", "Authorization: Bearer wrong\r\n")->status, 401);
   const std::string auth = "Authorization: Bearer s3cret\r\n";
   auto index = c.Request("POST", "/v2/repository/index", "", auth);
   ASSERT_EQ(index->status, 200);
