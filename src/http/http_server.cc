@@ -8,6 +8,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cstdio>
 #include <unistd.h>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -16,6 +17,7 @@
 #include <list>
 #include <unordered_map>
 
+#include "http/tls_context.h"
 #include "http/websocket_session.h"
 #include "tensor/infer_codec.h"
 
@@ -27,18 +29,31 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
 class BeastServer;
 
-// One connection. Lives as long as an async operation or a pending responder holds it.
-// Confined to its strand.
-class Session : public std::enable_shared_from_this<Session> {
+// What the server needs of a connection, whatever its stream.
+class SessionBase {
  public:
-  friend class BeastServer;
-  Session(tcp::socket&& socket, BeastServer* server, std::shared_ptr<void> slot);
-  ~Session();
+  virtual ~SessionBase() = default;
+  // Closes the connection if it is waiting for a new request (drain, eviction). Posted onto the strand.
+  virtual void CloseIfIdle() = 0;
+  // Its place in the server's list of connections waiting for a header (guarded by the server's lock).
+  std::optional<std::list<std::weak_ptr<SessionBase>>::iterator> waiting_pos_;
+};
+
+// One connection over `Stream` (beast::tcp_stream, or TlsStream for HTTPS). Lives as long as an async
+// operation or a pending responder holds it. Confined to its strand.
+template <class Stream>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  // `tls` keeps the TLS context the stream was made with alive (a reload makes a new one).
+  Session(Stream&& stream, BeastServer* server, std::shared_ptr<void> slot, std::shared_ptr<void> tls);
+  ~Session() override;
   void Run();
-  // Closes the connection if it is waiting for a new request (drain). Posted onto the strand.
-  void CloseIfIdle();
+  void CloseIfIdle() override;
 
  private:
   void ReadHeader();
@@ -49,6 +64,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnBody(beast::error_code ec, size_t bytes);
   void Dispatch();
   void Handle(HttpRequest&& request);
+  // During a drain, new work (all but what the handler answers while draining: health) gets a 503
+  // with Retry-After and the connection closes. True when it was refused.
+  bool RefuseWhileDraining(const HttpRequest& request);
   void Send(HttpResponse&& response, bool from_handler);
   void SendError(int status, std::string_view message);
   void OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, size_t bytes);
@@ -63,7 +81,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool StartSpool(const std::string& folder, size_t limit);
   void DropSpool();
 
-  beast::tcp_stream stream_;
+  auto& tcp() { return beast::get_lowest_layer(stream_); }
+
+  std::shared_ptr<void> tls_;  // before stream_, which is made from it
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   // A route whose body goes to a file (uploads): the header moves from parser_ into this one.
@@ -78,8 +99,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool exchange_done_ = false;  // the answer has gone out (or the client is gone)
   bool stream_ended_ = false;
   BeastServer* server_;
-  // Its place in the server's list of connections waiting for a header (guarded by the server's lock).
-  std::optional<std::list<std::weak_ptr<Session>>::iterator> waiting_pos_;
   // This connection's place in the server's counts (all and per address); a WebSocket takes it over.
   std::shared_ptr<void> slot_;
   bool idle_ = true;
@@ -98,6 +117,9 @@ class BeastServer final : public HttpServer {
   ~BeastServer() override { Stop(); }
 
   Status Bind() {
+    if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
+      FERRY_ASSIGN_OR_RETURN(tls_, TlsContext::Open(options_.tls_cert_file, options_.tls_key_file));
+    }
     beast::error_code ec;
     auto address = net::ip::make_address(options_.address, ec);
     if (ec) return InvalidArgument(fmt::format("bad listen address '{}': {}", options_.address, ec.message()));
@@ -113,7 +135,15 @@ class BeastServer final : public HttpServer {
 
   uint16_t port() const override { return port_; }
 
+  Status ReloadTls() override {
+    if (!tls_) return Status::Ok();
+    Status s = tls_->Reload();
+    if (s.ok()) spdlog::info("TLS certificate reloaded from {}", options_.tls_cert_file);
+    return s;
+  }
+
   void Start() override {
+    if (tls_) WatchTlsFiles();
     Accept();
     for (size_t i = 0; i < std::max<size_t>(1, options_.io_threads); ++i) {
       threads_.emplace_back([this] { ioc_.run(); });
@@ -121,12 +151,10 @@ class BeastServer final : public HttpServer {
   }
 
   void BeginDrain() override {
+    // The listener stays open until Stop: probes read readiness (503) and new work gets a 503 with
+    // "Connection: close", rather than a refused connection a load balancer cannot tell from a crash.
     draining_ = true;
-    net::post(acceptor_.get_executor(), [this] {
-      beast::error_code ec;
-      acceptor_.close(ec);
-    });
-    std::vector<std::shared_ptr<Session>> live;
+    std::vector<std::shared_ptr<SessionBase>> live;
     {
       // Collected first: dropping the last reference runs ~Session, which takes this lock.
       std::lock_guard lock(sessions_mu_);
@@ -135,6 +163,28 @@ class BeastServer final : public HttpServer {
       }
     }
     for (auto& s : live) s->CloseIfIdle();
+    for (auto& ws : WebSockets()) ws->CloseGoingAway();  // a close frame each, after what is queued
+  }
+
+  void AddWebSocket(std::shared_ptr<WebSocketSender> ws) {
+    std::lock_guard lock(sessions_mu_);
+    std::erase_if(websockets_, [](const std::weak_ptr<WebSocketSender>& w) { return w.expired(); });
+    websockets_.push_back(ws);
+    if (draining_) ws->CloseGoingAway();  // upgraded while the drain began
+  }
+
+  // The WebSockets still open.
+  std::vector<std::shared_ptr<WebSocketSender>> WebSockets() {
+    std::vector<std::shared_ptr<WebSocketSender>> live;
+    std::lock_guard lock(sessions_mu_);
+    for (auto& w : websockets_) {
+      if (auto ws = w.lock()) live.push_back(std::move(ws));
+    }
+    return live;
+  }
+  size_t OpenWebSockets() override {
+    const auto live = WebSockets();
+    return static_cast<size_t>(std::count_if(live.begin(), live.end(), [](const auto& ws) { return ws->open(); }));
   }
 
   size_t RequestsInFlight() const override { return in_flight_.load(); }
@@ -157,20 +207,20 @@ class BeastServer final : public HttpServer {
 
   // Connections waiting for a request header, oldest first: at the connection cap the oldest is closed
   // to make room, so slow headers from many addresses cannot hold every slot either.
-  void BeginWaiting(Session* s, std::weak_ptr<Session> weak) {
+  void BeginWaiting(SessionBase* s, std::weak_ptr<SessionBase> weak) {
     std::lock_guard lock(sessions_mu_);
     if (!s->waiting_pos_) s->waiting_pos_ = waiting_.insert(waiting_.end(), std::move(weak));
   }
-  void EndWaiting(Session* s) {
+  void EndWaiting(SessionBase* s) {
     std::lock_guard lock(sessions_mu_);
     EndWaitingLocked(s);
   }
 
-  void Register(Session* s, std::weak_ptr<Session> weak) {
+  void Register(SessionBase* s, std::weak_ptr<SessionBase> weak) {
     std::lock_guard lock(sessions_mu_);
     sessions_[s] = std::move(weak);
   }
-  void Unregister(Session* s) {
+  void Unregister(SessionBase* s) {
     std::lock_guard lock(sessions_mu_);
     EndWaitingLocked(s);
     sessions_.erase(s);
@@ -190,19 +240,33 @@ class BeastServer final : public HttpServer {
       if (counts_->open.load() >= options_.max_connections && !EvictOldestWaiting()) {
         RefuseConnection(std::move(socket), "too many connections, retry later");
       } else if (std::shared_ptr<void> slot = TakeSlot(peer_ec ? std::string() : peer)) {
-        auto session = std::make_shared<Session>(std::move(socket), this, std::move(slot));
-        Register(session.get(), session);
-        session->Run();
+        StartSession(std::move(socket), std::move(slot));
       } else {
         RefuseConnection(std::move(socket), "too many connections from your address, retry later");
       }
-      if (!draining_) Accept();
+      if (!stopped_) Accept();
     });
   }
 
+  // A certificate renewed on disk (certbot, cert-manager) is picked up within kTlsPoll.
+  void WatchTlsFiles() {
+    tls_timer_.expires_after(kTlsPoll);
+    tls_timer_.async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      if (Result<bool> reloaded = tls_->ReloadIfChanged(); !reloaded.ok()) {
+        spdlog::error("TLS files changed but cannot be loaded; the certificate in force stays: {}",
+                      reloaded.status().message());
+      } else if (*reloaded) {
+        spdlog::info("TLS certificate reloaded from {} (the files changed)", options_.tls_cert_file);
+      }
+      WatchTlsFiles();
+    });
+  }
+  static constexpr std::chrono::seconds kTlsPoll{2};
+
   // A connection's place in the counts, given back when the last holder (a session, then perhaps a
   // WebSocket) lets go; null when its address already holds its share.
-  void EndWaitingLocked(Session* s) {
+  void EndWaitingLocked(SessionBase* s) {
     if (!s->waiting_pos_) return;
     waiting_.erase(*s->waiting_pos_);
     s->waiting_pos_.reset();
@@ -211,7 +275,7 @@ class BeastServer final : public HttpServer {
   // Closes the connection that has waited longest for its header; false when none waits (or too many
   // closes are still under way: the count only drops once a closed connection is gone).
   bool EvictOldestWaiting() {
-    std::shared_ptr<Session> oldest;
+    std::shared_ptr<SessionBase> oldest;
     {
       std::lock_guard lock(sessions_mu_);
       if (counts_->open.load() >= options_.max_connections + kMaxEvictionsInFlight) return false;
@@ -244,8 +308,29 @@ class BeastServer final : public HttpServer {
     return std::make_shared<Slot>(counts_, peer);
   }
 
-  // Over a connection cap: answer at once and close, so the client backs off instead of hanging.
+  void StartSession(tcp::socket&& socket, std::shared_ptr<void> slot) {
+    if (tls_) {
+      std::shared_ptr<net::ssl::context> ctx = tls_->Current();
+      auto session = std::make_shared<Session<TlsStream>>(TlsStream(beast::tcp_stream(std::move(socket)), *ctx), this,
+                                                          std::move(slot), ctx);
+      Register(session.get(), session);
+      return session->Run();
+    }
+    auto session = std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), this,
+                                                                 std::move(slot), nullptr);
+    Register(session.get(), session);
+    session->Run();
+  }
+
+  // Over a connection cap: answer at once and close, so the client backs off instead of hanging (over
+  // TLS: close, since a plain answer would mean nothing to a client expecting a handshake).
   void RefuseConnection(tcp::socket socket, std::string_view reason) {
+    if (tls_) {
+      handler_->OnRejected(503);
+      beast::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
     const std::string body = EncodeErrorJson(reason);
     auto busy = std::make_shared<std::string>(fmt::format(
         "HTTP/1.1 503 Service Unavailable\r\nServer: ferry\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
@@ -261,13 +346,16 @@ class BeastServer final : public HttpServer {
   // Declared before ioc_, so they outlive it: destroying ioc_ destroys the sessions its queued handlers
   // still hold, and each unregisters itself here.
   std::mutex sessions_mu_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
-  std::list<std::weak_ptr<Session>> waiting_;  // sessions waiting for a header, oldest first
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+  std::list<std::weak_ptr<SessionBase>> waiting_;  // sessions waiting for a header, oldest first
+  std::vector<std::weak_ptr<WebSocketSender>> websockets_;
   std::atomic<uint64_t> evicted_{0};
   const HttpServerOptions options_;
   HttpHandler* handler_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
+  std::unique_ptr<TlsContext> tls_;  // null: plain HTTP
+  net::steady_timer tls_timer_{ioc_};
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> draining_{false};
@@ -293,21 +381,25 @@ class BeastServer final : public HttpServer {
   };
 };
 
-Session::Session(tcp::socket&& socket, BeastServer* server, std::shared_ptr<void> slot)
-    : stream_(std::move(socket)), server_(server), slot_(std::move(slot)) {}
+template <class Stream>
+Session<Stream>::Session(Stream&& stream, BeastServer* server, std::shared_ptr<void> slot, std::shared_ptr<void> tls)
+    : tls_(std::move(tls)), stream_(std::move(stream)), server_(server), slot_(std::move(slot)) {}
 
-Session::~Session() {
+template <class Stream>
+Session<Stream>::~Session() {
   DropSpool();
   server_->Unregister(this);
 }
 
-void Session::DropSpool() {
+template <class Stream>
+void Session<Stream>::DropSpool() {
   file_parser_.reset();
   if (!spool_path_.empty()) std::remove(spool_path_.c_str());
   spool_path_.clear();
 }
 
-bool Session::StartSpool(const std::string& folder, size_t limit) {
+template <class Stream>
+bool Session<Stream>::StartSpool(const std::string& folder, size_t limit) {
   static std::atomic<uint64_t> counter{0};
   spool_path_ = fmt::format("{}/upload-{}-{}.part", folder, ::getpid(), counter.fetch_add(1));
   file_parser_.emplace(std::move(*parser_));
@@ -318,20 +410,33 @@ bool Session::StartSpool(const std::string& folder, size_t limit) {
   return !ec;
 }
 
-void Session::Run() {
-  net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+template <class Stream>
+void Session<Stream>::Run() {
+  if constexpr (kTls) {
+    // The handshake has the header timeout too; then the header gets its own.
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      self->tcp().expires_after(self->server_->options().header_timeout);
+      self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+        if (ec) return self->Close();
+        self->ReadHeader();
+      });
+    });
+  } else {
+    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHeader, this->shared_from_this()));
+  }
 }
 
-void Session::CloseIfIdle() {
-  net::post(stream_.get_executor(), [self = shared_from_this()] {
+template <class Stream>
+void Session<Stream>::CloseIfIdle() {
+  net::post(stream_.get_executor(), [self = this->shared_from_this()] {
     if (self->idle_) self->Close();
   });
 }
 
-void Session::ReadHeader() {
-  if (server_->draining()) return Close();
+template <class Stream>
+void Session<Stream>::ReadHeader() {
   idle_ = true;
-  server_->BeginWaiting(this, weak_from_this());
+  server_->BeginWaiting(this, this->weak_from_this());
   DropSpool();
   parser_.emplace();
   const auto& opt = server_->options();
@@ -343,21 +448,23 @@ void Session::ReadHeader() {
   if (first_request_ || buffer_.size() > 0) return ReadWholeHeader();
   // A keep-alive connection waits idle_timeout for the next request's first byte; from there the
   // header has header_timeout (Beast's timer covers the whole read, however slowly bytes drip).
-  stream_.expires_after(opt.idle_timeout);
-  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+  tcp().expires_after(opt.idle_timeout);
+  stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, size_t bytes) {
     if (ec) return self->Close();
     self->buffer_.commit(bytes);
     self->ReadWholeHeader();
   });
 }
 
-void Session::ReadWholeHeader() {
+template <class Stream>
+void Session<Stream>::ReadWholeHeader() {
   first_request_ = false;
-  stream_.expires_after(server_->options().header_timeout);
-  http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  tcp().expires_after(server_->options().header_timeout);
+  http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnHeader, this->shared_from_this()));
 }
 
-void Session::OnHeader(beast::error_code ec, size_t) {
+template <class Stream>
+void Session<Stream>::OnHeader(beast::error_code ec, size_t) {
   idle_ = false;
   server_->EndWaiting(this);
   if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::operation_aborted ||
@@ -396,8 +503,8 @@ void Session::OnHeader(beast::error_code ec, size_t) {
   if (expect_continue) {
     // Answer at once: clients such as curl otherwise wait a second before sending the body.
     auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
-    stream_.expires_after(opt.write_timeout);
-    http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+    tcp().expires_after(opt.write_timeout);
+    http::async_write(stream_, *cont, [self = this->shared_from_this(), cont](beast::error_code ec, size_t) {
       if (ec) return self->Close();
       self->ReadBody();
     });
@@ -406,13 +513,15 @@ void Session::OnHeader(beast::error_code ec, size_t) {
   ReadBody();
 }
 
-void Session::ReadBody() {
+template <class Stream>
+void Session<Stream>::ReadBody() {
   body_start_ = std::chrono::steady_clock::now();
   body_bytes_ = 0;
   ContinueBody();
 }
 
-void Session::ContinueBody() {
+template <class Stream>
+void Session<Stream>::ContinueBody() {
   if (file_parser_ ? file_parser_->is_done() : parser_->is_done()) return Dispatch();
   // The body must keep up min_body_bytes_per_s on average after a grace of header_timeout: each byte
   // in buys 1/rate s more, so a client dripping it runs out of time however it paces the drips.
@@ -420,20 +529,21 @@ void Session::ContinueBody() {
   if (opt.min_body_bytes_per_s > 0) {
     const auto earned = std::chrono::microseconds(static_cast<int64_t>(
         static_cast<double>(body_bytes_) * 1e6 / static_cast<double>(opt.min_body_bytes_per_s)));
-    stream_.expires_at(body_start_ + opt.header_timeout + earned);
+    tcp().expires_at(body_start_ + opt.header_timeout + earned);
   } else {
-    stream_.expires_after(opt.idle_timeout);
+    tcp().expires_after(opt.idle_timeout);
   }
   if (file_parser_) {
-    http::async_read_some(stream_, buffer_, *file_parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    http::async_read_some(stream_, buffer_, *file_parser_, beast::bind_front_handler(&Session::OnBody, this->shared_from_this()));
     return;
   }
   // Beast reads max(512, free capacity) bytes per call: without room, a 602 KB body took ~1,200 reads.
   buffer_.reserve(std::min<size_t>(parser_->content_length().value_or(65536), 65536));
-  http::async_read_some(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  http::async_read_some(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnBody, this->shared_from_this()));
 }
 
-void Session::OnBody(beast::error_code ec, size_t bytes) {
+template <class Stream>
+void Session<Stream>::OnBody(beast::error_code ec, size_t bytes) {
   if (ec == http::error::body_limit) return SendError(413, "request body exceeds the limit");
   if (ec == beast::error::timeout) {
     return SendError(408, fmt::format("request body arrived slower than {} bytes/s",
@@ -463,8 +573,9 @@ HttpRequest ToHttpRequest(const http::header<true, Fields>& req) {
   return request;
 }
 
-void Session::Dispatch() {
-  stream_.expires_never();  // the handler may take as long as the model does; it has its own timeouts
+template <class Stream>
+void Session<Stream>::Dispatch() {
+  tcp().expires_never();  // the handler may take as long as the model does; it has its own timeouts
   if (file_parser_) {
     HttpRequest request = ToHttpRequest(file_parser_->get());
     beast::error_code ec;
@@ -478,22 +589,26 @@ void Session::Dispatch() {
   HttpRequest request = ToHttpRequest(req);
   request.listener = server_->options().listener;
   request.body = std::make_shared<const std::string>(std::move(req.body()));
+  if (RefuseWhileDraining(request)) return;
   if (beast::websocket::is_upgrade(req)) {
     // The WebSocket session takes the socket; this session ends without answering.
-    StartWebSocketSession(std::move(stream_), std::move(req), std::move(request), server_->handler(),
-                          server_->options(), std::move(slot_));
+    server_->AddWebSocket(StartWebSocketSession(std::move(stream_), std::move(req), std::move(request), server_->handler(),
+                          server_->options(),
+                          std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<void>>>(std::move(slot_), tls_)));
     return;
   }
   Handle(std::move(request));
 }
 
-void Session::Handle(HttpRequest&& request) {
+template <class Stream>
+void Session<Stream>::Handle(HttpRequest&& request) {
+  if (RefuseWhileDraining(request)) return;
   cancel_ = CancelToken::Create();
   ++server_->in_flight();
   exchange_done_ = false;
   watching_ = server_->handler()->WatchForDisconnect(request);
   if (watching_) WatchForDisconnect();
-  auto self = shared_from_this();
+  auto self = this->shared_from_this();
   server_->handler()->Handle(std::move(request), cancel_, [self](HttpResponse&& response) {
     net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
       self->Send(std::move(response), /*from_handler=*/true);
@@ -501,7 +616,21 @@ void Session::Handle(HttpRequest&& request) {
   });
 }
 
-void Session::SendError(int status, std::string_view message) {
+template <class Stream>
+bool Session<Stream>::RefuseWhileDraining(const HttpRequest& request) {
+  if (!server_->draining() || server_->handler()->AnswersWhileDraining(request)) return false;
+  server_->handler()->OnRejected(503);
+  HttpResponse response;
+  response.status = 503;
+  response.body = EncodeErrorJson("the server is stopping: retry on another replica");
+  response.headers.emplace_back("Retry-After", "1");
+  response.close_connection = true;
+  Send(std::move(response), /*from_handler=*/false);
+  return true;
+}
+
+template <class Stream>
+void Session<Stream>::SendError(int status, std::string_view message) {
   server_->handler()->OnRejected(status);
   HttpResponse response;
   response.status = status;
@@ -511,7 +640,8 @@ void Session::SendError(int status, std::string_view message) {
   Send(std::move(response), /*from_handler=*/false);
 }
 
-void Session::Send(HttpResponse&& r, bool from_handler) {
+template <class Stream>
+void Session<Stream>::Send(HttpResponse&& r, bool from_handler) {
   if (r.stream && from_handler) return SendStreamHead(std::move(r));
   // A watched request has a read pending: its connection closes after the answer rather than untangle
   // that read from the next request's.
@@ -523,12 +653,13 @@ void Session::Send(HttpResponse&& r, bool from_handler) {
   response_->body() = std::move(r.body);
   response_->keep_alive(keep_alive);
   response_->prepare_payload();
-  stream_.expires_after(server_->options().write_timeout);
+  tcp().expires_after(server_->options().write_timeout);
   http::async_write(stream_, *response_,
-                    beast::bind_front_handler(&Session::OnWrite, shared_from_this(), keep_alive, from_handler));
+                    beast::bind_front_handler(&Session::OnWrite, this->shared_from_this(), keep_alive, from_handler));
 }
 
-void Session::OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, size_t) {
+template <class Stream>
+void Session<Stream>::OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, size_t) {
   exchange_done_ = true;
   if (from_handler) {
     --server_->in_flight();
@@ -539,7 +670,8 @@ void Session::OnWrite(bool keep_alive, bool from_handler, beast::error_code ec, 
   ReadHeader();
 }
 
-void Session::SendStreamHead(HttpResponse&& r) {
+template <class Stream>
+void Session<Stream>::SendStreamHead(HttpResponse&& r) {
   body_stream_ = std::move(r.stream);
   const auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
   auto head = std::make_shared<std::string>(fmt::format(
@@ -549,9 +681,9 @@ void Session::SendStreamHead(HttpResponse&& r) {
   for (auto& [name, value] : r.headers) *head += fmt::format("{}: {}\r\n", name, value);
   *head += "\r\n";
   stream_write_ = head;
-  stream_.expires_after(server_->options().write_timeout);
-  net::async_write(stream_, net::buffer(*head), [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->stream_.expires_never();
+  tcp().expires_after(server_->options().write_timeout);
+  net::async_write(stream_, net::buffer(*head), [self = this->shared_from_this()](beast::error_code ec, size_t) {
+    self->tcp().expires_never();
     if (ec) return self->EndStream(/*client_gone=*/true);
     self->stream_write_.reset();
     if (!self->watching_) {
@@ -566,7 +698,8 @@ void Session::SendStreamHead(HttpResponse&& r) {
   });
 }
 
-void Session::PumpStream() {
+template <class Stream>
+void Session<Stream>::PumpStream() {
   if (stream_write_ || stream_ended_ || !body_stream_) return;  // a write is in flight, or done
   bool ended = false;
   std::string data = body_stream_->Take(&ended);
@@ -575,9 +708,9 @@ void Session::PumpStream() {
   if (!data.empty()) *frame = fmt::format("{:x}\r\n{}\r\n", data.size(), data);
   if (ended) *frame += "0\r\n\r\n";
   stream_write_ = frame;
-  stream_.expires_after(server_->options().write_timeout);
-  net::async_write(stream_, net::buffer(*frame), [self = shared_from_this(), ended](beast::error_code ec, size_t) {
-    self->stream_.expires_never();
+  tcp().expires_after(server_->options().write_timeout);
+  net::async_write(stream_, net::buffer(*frame), [self = this->shared_from_this(), ended](beast::error_code ec, size_t) {
+    self->tcp().expires_never();
     self->stream_write_.reset();
     if (ec) return self->EndStream(/*client_gone=*/true);
     if (ended) return self->EndStream(/*client_gone=*/false);
@@ -585,10 +718,11 @@ void Session::PumpStream() {
   });
 }
 
-void Session::WatchForDisconnect() {
+template <class Stream>
+void Session<Stream>::WatchForDisconnect() {
   // The request was read in full; anything more from the client is ignored (the connection closes
   // after this answer). End of file or an error means the client went away: its work is cancelled.
-  stream_.async_read_some(net::buffer(watch_byte_), [self = shared_from_this()](beast::error_code ec, size_t) {
+  stream_.async_read_some(net::buffer(watch_byte_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
     if (self->exchange_done_) return;
     if (!ec) return self->WatchForDisconnect();
     if (self->body_stream_) return self->EndStream(/*client_gone=*/true);
@@ -596,7 +730,8 @@ void Session::WatchForDisconnect() {
   });
 }
 
-void Session::EndStream(bool client_gone) {
+template <class Stream>
+void Session<Stream>::EndStream(bool client_gone) {
   if (stream_ended_) return;
   stream_ended_ = true;
   exchange_done_ = true;
@@ -608,10 +743,11 @@ void Session::EndStream(bool client_gone) {
   Close();
 }
 
-void Session::Close() {
+template <class Stream>
+void Session<Stream>::Close() {
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream_.close();
+  tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+  tcp().close();
 }
 
 }  // namespace

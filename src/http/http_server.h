@@ -33,21 +33,31 @@ struct HttpServerOptions {
   std::chrono::milliseconds idle_timeout{65'000};    // keep-alive wait for the next request
   std::chrono::milliseconds write_timeout{30'000};
   Listener listener = Listener::kMain;  // set on every request this server reads
+  // HTTPS: a PEM certificate chain and its key (both or neither), reloaded on ReloadTls and when the
+  // files change.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
  public:
   virtual ~HttpServer() = default;
-  // Binds and listens (errors such as a port in use come back here), but does not accept yet.
+  // Binds and listens (errors such as a port in use, or TLS files that cannot be loaded, come back
+  // here), but does not accept yet.
   static Result<std::unique_ptr<HttpServer>> Create(const HttpServerOptions& options, HttpHandler* handler);
 
   virtual uint16_t port() const = 0;
+  // Loads the TLS certificate and key again (SIGHUP); on failure the ones in force stay. Open
+  // connections keep theirs. Ok without TLS.
+  virtual Status ReloadTls() = 0;
   // Starts the I/O threads and accepting.
   virtual void Start() = 0;
-  // Stops accepting, closes idle keep-alive connections, and answers further requests with
-  // "Connection: close". In-flight requests continue.
+  // Stops accepting, closes idle keep-alive connections, sends each WebSocket a close frame ("going
+  // away"), and answers further requests with "Connection: close". In-flight requests continue.
   virtual void BeginDrain() = 0;
   virtual size_t RequestsInFlight() const = 0;
+  // WebSockets not yet closed (after BeginDrain, those whose close handshake is still under way).
+  virtual size_t OpenWebSockets() = 0;
   virtual size_t OpenConnections() const = 0;
   // Closes everything and joins the I/O threads.
   virtual void Stop() = 0;

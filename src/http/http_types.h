@@ -93,6 +93,10 @@ class WebSocketSender {
   virtual ~WebSocketSender() = default;
   virtual void SendText(std::string message) = 0;
   virtual void Close() = 0;
+  // Closes with "going away" (1001) after what is queued: the server is stopping.
+  virtual void CloseGoingAway() { Close(); }
+  // Until the connection has ended (either side closed it, or it failed).
+  virtual bool open() const { return true; }
 };
 
 // The application's side of one WebSocket. Called on the connection's I/O strand; must not block.
@@ -124,6 +128,9 @@ class HttpHandler {
   // trip the CancelToken if it does): for long work such as text generation. Such a connection closes
   // after its answer.
   virtual bool WatchForDisconnect(const HttpRequest& request) const { return false; }
+  // Whether a request is still answered while the server drains (probes: readiness turns 503); the
+  // rest get a 503 with Retry-After and "Connection: close".
+  virtual bool AnswersWhileDraining(const HttpRequest& request) const { return false; }
   // A WebSocket upgrade the caller may not make (no or a wrong API key): the answer to send instead of
   // upgrading; nullopt lets OpenWebSocket decide (and may set request.caller for it).
   virtual std::optional<HttpResponse> RefuseUpgrade(HttpRequest& request) { return std::nullopt; }

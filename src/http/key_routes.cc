@@ -75,6 +75,11 @@ std::optional<HttpResponse> ServingRouter::Authorize(const Route& route, HttpReq
   return std::nullopt;
 }
 
+bool ServingRouter::AnswersWhileDraining(const HttpRequest& request) const {
+  const RouteMatch match = MatchRoute(request.method, request.Path());
+  return match.route != nullptr && match.route->access == Access::kPublic;
+}
+
 std::optional<HttpResponse> ServingRouter::RefuseUpgrade(HttpRequest& request) {
   const RouteMatch match = MatchRoute(request.method, request.Path());
   if (match.route == nullptr || !match.route->websocket) return std::nullopt;  // OpenWebSocket answers 404

@@ -50,6 +50,8 @@ class ServingRouter final : public HttpHandler {
   void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) override;
   void OnRejected(int status) override;
   bool WatchForDisconnect(const HttpRequest& request) const override;
+  // Public routes (health, metadata, /metrics) are answered while draining.
+  bool AnswersWhileDraining(const HttpRequest& request) const override;
   std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
                                                    std::shared_ptr<WebSocketSender> sender) override;
   std::optional<HttpResponse> RefuseUpgrade(HttpRequest& request) override;

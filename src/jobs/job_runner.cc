@@ -46,6 +46,7 @@ size_t JobRunner::in_flight() const {
 }
 
 void JobRunner::Stop(std::chrono::milliseconds wait) {
+  std::vector<std::string> released;
   {
     std::unique_lock lock(mu_);
     if (!started_ || stopping_) {
@@ -59,14 +60,24 @@ void JobRunner::Stop(std::chrono::milliseconds wait) {
     // The loop keeps storing outcomes while it drains; wait for it to finish them.
     cv_.notify_all();
     cv_.wait_until(lock, deadline, [&] { return running_.empty() && finished_.empty(); });
-    if (!running_.empty()) {
-      spdlog::warn("job runner stopping with {} job(s) still running; their leases will expire and they "
-                   "will run again", running_.size());
-      for (auto& [id, r] : running_) r.cancel->Cancel();
+    for (auto& [id, r] : running_) {
+      r.cancel->Cancel();
+      released.push_back(id);
     }
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Their leases are given back (and the attempt with them): the next start runs them at once rather
+  // than after the lease expires.
+  for (const std::string& id : released) {
+    if (Status s = store_->Defer(id, options_.owner, "the server stopped while it ran", std::chrono::milliseconds(0));
+        !s.ok()) {
+      spdlog::warn("job {}: its lease could not be given back ({}); it runs again once the lease expires", id,
+                   s.message());
+    }
+  }
+  if (!released.empty()) spdlog::warn("job runner stopped with {} job(s) unfinished; they run again at the next start",
+                                       released.size());
 }
 
 void JobRunner::StoreOutcomesLocked(std::unique_lock<std::mutex>& lock) {

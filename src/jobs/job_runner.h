@@ -69,8 +69,8 @@ class JobRunner {
   // Looks for work now (after a submit) instead of at the next poll.
   void Wake();
   // Stops leasing and waits up to `wait` for the jobs in flight; their outcomes are stored. Jobs still
-  // running after that are cancelled and their outcomes dropped (their leases expire and they run
-  // again); it then waits for their executors to answer, which a cancelled task does promptly.
+  // running after that are cancelled, their outcomes dropped, and their leases given back with the
+  // attempt (JobStore::Defer), so that the next start runs them at once.
   void Stop(std::chrono::milliseconds wait);
   size_t in_flight() const;
 

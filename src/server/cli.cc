@@ -26,6 +26,8 @@ struct ServeFlags {
   double poll_secs = 5;
   std::string admin_key;
   std::string admin_address = "127.0.0.1";
+  std::string tls_cert;
+  std::string tls_key;
   int admin_port = -1;
   std::vector<std::string> admin_allowed_hosts;
   double exit_timeout_secs = 30;
@@ -75,6 +77,8 @@ int Serve(const ServeFlags& f) {
   options.http.max_connections_per_address = f.max_connections_per_address;
   options.http.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.header_timeout_secs * 1000));
   options.http.min_body_bytes_per_s = f.min_body_bytes_per_sec;
+  options.http.tls_cert_file = f.tls_cert;
+  options.http.tls_key_file = f.tls_key;
   options.router.max_infer_body_bytes = f.max_infer_body_mb * 1024 * 1024;
   options.control_mode = f.control_mode == "none"       ? ModelControlMode::kNone
                          : f.control_mode == "explicit" ? ModelControlMode::kExplicit
@@ -123,6 +127,7 @@ int Serve(const ServeFlags& f) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   // Past a file-size limit a write should fail (the job store answers 503) rather than kill the server.
@@ -138,11 +143,17 @@ int Serve(const ServeFlags& f) {
     return 2;
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (sigwait(&signals, &sig); sig == SIGHUP; sigwait(&signals, &sig)) {  // SIGHUP: new certificates
+    if (Status s = (*server)->ReloadTls(); !s.ok()) {
+      spdlog::error("SIGHUP: the TLS files cannot be loaded; the certificate in force stays: {}", s.message());
+    }
+  }
   spdlog::info("signal {} received: draining (a second signal exits at once)", sig);
   std::thread second([signals] {
     int again = 0;
-    sigwait(&signals, &again);
+    do {
+      sigwait(&signals, &again);
+    } while (again == SIGHUP);
     spdlog::warn("second signal: exiting without waiting");
     std::_Exit(1);
   });
@@ -238,6 +249,10 @@ int RunCli(int argc, char** argv) {
                     "are the operator and need no key; beyond it they need --admin-key")
       ->capture_default_str()->check(CLI::Range(-1, 65535));
   serve->add_option("--admin-address", f.admin_address, "Address of the admin listener")->capture_default_str();
+  serve->add_option("--tls-cert", f.tls_cert,
+                    "HTTPS on both listeners: a PEM certificate chain (with --tls-key); reloaded on SIGHUP and when the "
+                    "file changes, without dropping connections");
+  serve->add_option("--tls-key", f.tls_key, "The PEM private key of --tls-cert");
   serve->add_option("--admin-allowed-host", f.admin_allowed_hosts,
                     "A Host name the loopback admin listener answers besides localhost, 127.0.0.1 and [::1] (a "
                     "request naming another is refused: DNS rebinding); repeatable");

@@ -361,6 +361,14 @@ Status Server::StartSchedules() {
 
 Server::~Server() { Drain(); }
 
+Status Server::ReloadTls() {
+  Status s = http_->ReloadTls();
+  if (admin_http_) {
+    if (Status a = admin_http_->ReloadTls(); !a.ok() && s.ok()) s = a;
+  }
+  return s;
+}
+
 Status Server::Start() {
   // Every mode loads what the repository holds at start; then poll mode follows the disk, explicit
   // mode changes only on API calls, and none never changes.
@@ -405,16 +413,21 @@ bool Server::Drain() {
     return true;
   }
   admin_->SetReady(false);
-  watcher_->Stop();
   http_->BeginDrain();
   if (admin_http_) admin_http_->BeginDrain();
-  const auto in_flight = [this] { return http_->RequestsInFlight() + (admin_http_ ? admin_http_->RequestsInFlight() : 0); };
+  watcher_->Stop();
+  // Requests and streams finish, and WebSockets complete their close handshakes (2 s at most each),
+  // within the exit timeout; only requests cut off make the exit unclean.
+  const auto requests = [this] {
+    return http_->RequestsInFlight() + (admin_http_ ? admin_http_->RequestsInFlight() : 0);
+  };
+  const auto sockets = [this] { return http_->OpenWebSockets() + (admin_http_ ? admin_http_->OpenWebSockets() : 0); };
   const auto deadline = std::chrono::steady_clock::now() + options_.exit_timeout;
   bool clean = true;
-  while (in_flight() > 0) {
+  while (requests() > 0 || sockets() > 0) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      clean = false;
-      spdlog::warn("exit timeout reached with {} requests in flight", in_flight());
+      clean = requests() == 0;
+      spdlog::warn("exit timeout reached with {} requests and {} WebSockets still open", requests(), sockets());
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

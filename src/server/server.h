@@ -105,6 +105,8 @@ class Server {
   // loads have finished (a model that fails to load is reported, and the server still starts).
   Status Start();
   uint16_t port() const { return http_->port(); }
+  // Loads the TLS certificate and key of both listeners again (SIGHUP); what failed, if anything.
+  Status ReloadTls();
   // The admin listener's port; 0 without one.
   uint16_t admin_port() const { return admin_http_ ? admin_http_->port() : 0; }
   // Readiness turns 503, new connections are refused, in-flight requests finish (up to exit_timeout),

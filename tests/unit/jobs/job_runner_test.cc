@@ -230,6 +230,35 @@ TEST_F(JobRunnerTest, StopStoresTheOutcomesOfJobsThatFinishInTime) {
   EXPECT_EQ(*store_->GetResult(id), "done while stopping");
 }
 
+TEST_F(JobRunnerTest, AJobStillRunningAtStopIsGivenBackForTheNextStart) {
+  const std::string id = Submit("long", /*max_attempts=*/1);
+  ManualExecutor exec;
+  {
+    JobRunner runner(store_.get(), exec.executor(), FastOptions(1));
+    runner.Start();
+    ASSERT_TRUE(Eventually([&] { return exec.started() == 1; }));
+    // The task answers its cancellation, as a cancelled inference does.
+    std::thread answer([&] {
+      Eventually([&] { return exec.token(0)->cancelled(); });
+      exec.Finish(0, {Cancelled("stopping"), "", false});
+    });
+    runner.Stop(milliseconds(0));
+    answer.join();
+    EXPECT_TRUE(exec.token(0)->cancelled());
+  }
+  // Queued again at once, its one attempt given back: a drain is not the job's failure.
+  EXPECT_EQ(StateOf(id), JobState::kQueued);
+  EXPECT_EQ((**store_->Get(id)).attempts, 0);
+  JobRunner next(store_.get(),
+                 [](const Job&, std::shared_ptr<CancelToken>, std::function<void(JobOutcome)> done) {
+                   done({Status::Ok(), "after the restart", true});
+                 },
+                 FastOptions(1));
+  next.Start();
+  ASSERT_TRUE(Eventually([&] { return StateOf(id) == JobState::kSucceeded; }));
+  next.Stop(milliseconds(1000));
+}
+
 TEST_F(JobRunnerTest, ReportsStartsEndsAndCountsToItsObserver) {
   const std::string ok = Submit("fine");
   const std::string bad = Submit("bad", /*max_attempts=*/1);
