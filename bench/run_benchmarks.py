@@ -162,6 +162,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def save_results(prefix: str, results: dict) -> Path:
+    """Writes raw results to bench/results/<prefix>-<UTC timestamp>.json and says where."""
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{prefix}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(results, indent=1))
+    log(f"raw results: {path}")
+    return path
+
+
 # ----------------------------------------------------------------------------------------- servers
 
 class Server:

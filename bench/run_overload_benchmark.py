@@ -18,7 +18,6 @@ bench/results/overload-<UTC timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
 import json
 import shutil
@@ -116,11 +115,7 @@ def main() -> None:
             time.sleep(2)
     finally:
         server.stop()
-    out_dir = rb.ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"overload-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(results, indent=1))
-    rb.log(f"raw results: {path}")
+    rb.save_results("overload", results)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -17,7 +17,6 @@ after each sleep, and its open file descriptors after each sleep. Raw results go
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
 import json
 import os
@@ -173,12 +172,7 @@ def main() -> None:
                f"fds first {fds[0]}, last {fds[-1]}, max {max(fds)}")
     finally:
         server.stop()
-    out_dir = rb.ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"scale-to-zero-{stamp}.json"
-    path.write_text(json.dumps(results, indent=1))
-    rb.log(f"raw results: {path}")
+    rb.save_results("scale-to-zero", results)
     shutil.rmtree(work, ignore_errors=True)
 
 

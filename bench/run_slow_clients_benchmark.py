@@ -17,8 +17,6 @@ Raw results go to bench/results/slow-clients-<UTC timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import resource
 import shutil
 import sys
@@ -106,11 +104,7 @@ def main() -> None:
         results["ready_after"] = status
     finally:
         server.stop()
-    out_dir = rb.ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"slow-clients-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(results, indent=1))
-    rb.log(f"raw results: {path}")
+    rb.save_results("slow-clients", results)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -108,10 +108,13 @@ class FerryServer:
     def get(self, path: str, timeout: float = 5.0, headers: dict | None = None):
         return self.request("GET", path, timeout=timeout, headers=headers)
 
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 5.0):
         """One request on a fresh connection; returns (status, headers dict lower-cased, body bytes)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

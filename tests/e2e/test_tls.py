@@ -56,15 +56,8 @@ class TlsServer(FerryServer):
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
 
-    def request(self, method, path, body=None, headers=None, timeout=5.0):
-        conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.context())
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-        finally:
-            conn.close()
+    def connection(self, timeout: float) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.context())
 
     def peer_fingerprint(self, port: int | None = None) -> str:
         with self.context().wrap_socket(__import__("socket").create_connection((self.host, port or self.port), 5),
@@ -170,7 +163,7 @@ class Traffic(threading.Thread):
         self.server, self.ok, self.failures, self.halt = server, 0, [], threading.Event()
 
     def run(self) -> None:
-        kept = http.client.HTTPSConnection(self.server.host, self.server.port, timeout=10, context=self.server.context())
+        kept = self.server.connection(10)
         while not self.halt.is_set():
             for conn in (None, kept):
                 try:
