@@ -50,6 +50,10 @@ std::optional<HttpResponse> ServingRouter::Authorize(const Route& route, HttpReq
     request.caller = "(admin)";
     return std::nullopt;
   }
+  if (route.access == Access::kAdmin && request.listener == Listener::kMain &&
+      options_.admin_routes_on_admin_listener_only) {
+    return Refusal(PermissionDenied("this route is served on the admin listener only (--admin-port)"));
+  }
   const std::string* authorization = request.Header("authorization");
   if (authorization == nullptr && QueryCarriesKey(request.target)) {
     return Refusal(Unauthenticated("API keys go in the 'Authorization: Bearer <key>' header, never in the query "

@@ -26,6 +26,8 @@ struct RouterOptions {
   size_t max_upload_bytes = size_t{1} << 30;     // POST /v1/files, spooled to disk, never held in memory
   std::string upload_spool_dir;                  // where uploads are spooled (the data folder's uploads/)
   std::vector<std::string> admin_allowed_hosts;  // Host names the loopback admin listener answers beside localhost
+  // With an admin listener, admin routes are served there only (the main listener answers 403).
+  bool admin_routes_on_admin_listener_only = false;
 };
 
 class ServingRouter final : public HttpHandler {

@@ -75,6 +75,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                          options.admin_http->address));
     }
   }
+  options.router.admin_routes_on_admin_listener_only = options.admin_http.has_value();
   options.admin.management_enabled =
       !options.admin.admin_key.empty() || (options.admin_http && options.admin_http->listener == Listener::kTrustedAdmin);
   std::unique_ptr<Server> s(new Server(std::move(options)));

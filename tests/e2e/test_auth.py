@@ -1,8 +1,9 @@
 """Who may call what (R16), walked over the whole route table as the binary prints it (`ferry routes`):
 
 - every route x every method, on a server with --require-api-keys, an admin key and a loopback admin
-  listener: without a key, with a wrong key, with a key in the query string -> 401 (public routes pass);
-  an inference key on an admin route -> 403; the admin key -> never 401/403; a method the path does not
+  listener: on inference routes, without a key, with a wrong key, with a key in the query string -> 401;
+  on admin routes -> 403 whatever the key (the admin listener serves them alone); public routes pass;
+  the admin key -> never 401/403 elsewhere; no answer carries CORS headers; a method the path does not
   take -> 405 with Allow; a path not in the table -> 404;
 - the admin listener: its callers need no key, but a foreign Host (DNS rebinding) or Origin -> 403;
 - the repository index is readable by any inference key, filtered to the key's models, and without keys
@@ -27,7 +28,7 @@ import pytest
 from conftest import ADMIN_KEY, FerryServer, ferry_binary, free_port, write_identity_model
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 def routes() -> list[dict]:
@@ -70,7 +71,7 @@ def guarded(tmp_path_factory):
     s.start()
     made = []
     for fields in ({"name": "everything"}, {"name": "only-alpha", "models": ["alpha"]}):
-        status, _, data = s.call("POST", "/v1/keys", ADMIN, body=json.dumps(fields).encode())
+        status, _, data = s.call("POST", "/v1/keys", admin=True, body=json.dumps(fields).encode())
         assert status == 200, data
         made.append(json.loads(data)["secret"])
     s.inference_key, s.alpha_key = made
@@ -108,6 +109,8 @@ def test_the_table_is_walked_whole(guarded):
             status, h, data = guarded.call(r["method"], path + query, headers)
             if access == "public":
                 assert status not in (401, 403), (where, headers, data)
+            elif access == "admin":  # this server has an admin listener: admin routes are served there only
+                assert status == 403 and "admin listener only" in error_of(data), (where, headers, status, data)
             else:
                 assert status == 401, (where, headers, query, status, data)
                 assert h.get("www-authenticate") == "Bearer", where
@@ -118,13 +121,48 @@ def test_the_table_is_walked_whole(guarded):
         status, _, data = guarded.call(r["method"], path, {"Authorization": f"Bearer {guarded.inference_key}"})
         if access == "admin":
             assert status == 403, (where, status, data)
-            assert "admin key" in error_of(data)
         else:
             assert status not in (401, 403), (where, status, data)
-        # The admin key, and the loopback admin listener without one.
-        for headers, admin in ((ADMIN, False), ({}, True)):
-            status, _, data = guarded.call(r["method"], path, headers, admin=admin)
-            assert status not in (401, 403), (where, admin, status, data)
+        # The admin key on the main listener: everything but admin routes, which an admin listener
+        # serves alone; there no key is needed.
+        status, h, data = guarded.call(r["method"], path, ADMIN)
+        if access == "admin":
+            assert status == 403 and "admin listener only" in error_of(data), (where, status, data)
+        else:
+            assert status not in (401, 403), (where, status, data)
+        status, h, data = guarded.call(r["method"], path, admin=True)
+        assert status not in (401, 403), (where, status, data)
+        # No CORS for anyone (a foreign page could otherwise read the answers).
+        status, h, _ = guarded.call(r["method"], path, {**ADMIN, "Origin": "http://evil.test"})
+        assert "access-control-allow-origin" not in h, (where, h)
+
+
+def test_without_an_admin_listener_admin_routes_take_the_admin_key(tmp_path):
+    write_identity_model(tmp_path / "models", "alpha", [("FP32", [4])])
+    s = AuthServer(repo=tmp_path / "models", log_path=tmp_path / "ferry.log",
+                   extra_args=["--admin-key", ADMIN_KEY, "--require-api-keys", "--data-dir", str(tmp_path / "data")])
+    s.wait_for_every_model = False
+    s.start()
+    try:
+        status, _, data = s.call("POST", "/v1/keys", ADMIN, body=b'{"name": "someone"}')
+        assert status == 200, data
+        inference = {"Authorization": f"Bearer {json.loads(data)['secret']}"}
+        admin_routes = [r for r in routes() if r["access"] == "admin"]
+        assert len(admin_routes) >= 10
+        for r in admin_routes:
+            path, where = concrete(r["path"]), f"{r['method']} {r['path']}"
+            for headers in ({}, {"Authorization": "Bearer fk_wrong"}, {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+                status, h, data = s.call(r["method"], path, headers)
+                assert status == 401 and h.get("www-authenticate") == "Bearer", (where, headers, status, data)
+                error_of(data)
+            status, _, data = s.call(r["method"], path + f"?api_key={ADMIN_KEY}")
+            assert status == 401 and "query string" in error_of(data), (where, data)
+            status, _, data = s.call(r["method"], path, inference)
+            assert status == 403 and "admin key" in error_of(data), (where, status, data)
+            status, _, data = s.call(r["method"], path, ADMIN)
+            assert status not in (401, 403), (where, status, data)
+    finally:
+        assert s.stop() == 0, s.log_text()
 
 
 def test_every_other_method_is_405_with_allow_and_unknown_paths_404(guarded):
@@ -160,9 +198,9 @@ def test_the_admin_listener_refuses_rebinding_and_foreign_origins(guarded):
         assert status == 200, (headers, data)
     # Probes need no Host check: a load balancer's health check names whatever it likes.
     assert guarded.call("GET", "/v2/health/live", {"Host": "lb.internal"}, admin=True)[0] == 200
-    # The main listener does not trust its callers, whatever Host they send.
+    # The main listener does not serve admin routes at all once there is an admin listener.
     status, _, _ = guarded.call("GET", "/v1/keys", {"Host": "localhost"})
-    assert status == 401
+    assert status == 403
 
 
 def test_the_index_is_readable_by_inference_keys_filtered_to_their_models(guarded):
