@@ -66,8 +66,7 @@ struct ServeFlags {
   bool verbose = false;
 };
 
-int Serve(const ServeFlags& f) {
-  spdlog::set_level(f.verbose ? spdlog::level::debug : spdlog::level::info);
+ServerOptions OptionsFrom(const ServeFlags& f) {
   ServerOptions options;
   options.model_repository = f.model_repository;
   options.http.address = f.http_address;
@@ -121,6 +120,12 @@ int Serve(const ServeFlags& f) {
   options.batch_checkpoint_interval = std::chrono::milliseconds(static_cast<int64_t>(f.batch_checkpoint_secs * 1000));
   options.trigger_rescan_interval = std::chrono::milliseconds(static_cast<int64_t>(f.trigger_rescan_secs * 1000));
   options.router.max_upload_bytes = f.max_upload_mb * 1024 * 1024;
+  return options;
+}
+
+int Serve(const ServeFlags& f) {
+  spdlog::set_level(f.verbose ? spdlog::level::debug : spdlog::level::info);
+  const ServerOptions options = OptionsFrom(f);
 
   // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
   sigset_t signals;
@@ -189,41 +194,8 @@ void AddBatchFlags(CLI::App* serve, ServeFlags& f) {
       ->capture_default_str();
 }
 
-int ListModels(const std::string& root) {
-  ModelRepository repository(root);
-  Result<std::vector<RepositoryModel>> models = repository.Scan();
-  if (!models.ok()) {
-    std::cerr << "error: " << models.status().message() << "\n";
-    return 2;
-  }
-  int invalid = 0;
-  std::cout << fmt::format("{:<24} {:<12} {:<10} {}\n", "MODEL", "BACKEND", "VERSIONS", "CONFIG");
-  for (const RepositoryModel& m : *models) {
-    std::string versions;
-    for (int64_t v : m.versions) versions += (versions.empty() ? "" : ",") + std::to_string(v);
-    if (m.config.ok()) {
-      std::vector<int64_t> served = SelectVersions(m.config->version_policy, m.versions);
-      const std::string backend = m.config->backend.empty() ? "(default)" : m.config->backend;
-      std::cout << fmt::format("{:<24} {:<12} {:<10} ok ({} to serve)\n", m.name, backend,
-                               versions.empty() ? "-" : versions, served.size());
-    } else {
-      ++invalid;
-      std::cout << fmt::format("{:<24} {:<12} {:<10} INVALID: {}\n", m.name, "-", versions.empty() ? "-" : versions,
-                               m.config.status().message());
-    }
-  }
-  return invalid == 0 ? 0 : 1;
-}
-
-}  // namespace
-
-int RunCli(int argc, char** argv) {
-  CLI::App app{"Ferry: a model server speaking KServe v2 (Open Inference Protocol) over HTTP"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", FERRY_VERSION);
-
-  ServeFlags f;
-  CLI::App* serve = app.add_subcommand("serve", "Serve a model repository over HTTP");
+// The repository, the listeners, the admin key and listener, TLS (in --help's order).
+void AddListenerFlags(CLI::App* serve, ServeFlags& f) {
   serve->set_config("--config", "", "Read flags from a TOML/INI file (keys are the long flag names)");
   serve->add_option("--model-repository", f.model_repository,
                     "Folder with one sub-folder per model: <model>/config.yaml and <model>/<version>/model.onnx")
@@ -260,6 +232,10 @@ int RunCli(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   serve->add_option("--max-infer-body-mb", f.max_infer_body_mb, "Largest inference request body, MiB")
       ->capture_default_str()->check(CLI::Range(1, 4096));
+}
+
+// Connection and slow-client limits, then the models' loading, sleep and memory.
+void AddLimitFlags(CLI::App* serve, ServeFlags& f) {
   serve->add_option("--max-connections", f.max_connections,
                     "Open connections (WebSockets included) beyond this get a fast 503")
       ->capture_default_str();
@@ -290,6 +266,10 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--default-onnx-backend", f.default_onnx_backend,
                     "Backend for models whose config names none (opencv_dnn, openvino)")
       ->capture_default_str();
+}
+
+// The data folder: jobs, webhooks, batches, tables, the cache, keys and costs.
+void AddDataFlags(CLI::App* serve, ServeFlags& f) {
   serve->add_option("--data-dir", f.data_dir,
                     "Folder for Ferry's own data: jobs.db, batches.db, schedules.db, uploaded files, batch outputs "
                     "and schedules/ (definition files)")
@@ -342,6 +322,46 @@ int RunCli(int argc, char** argv) {
                     "YAML price table, budgets and alert targets (webhook, SMTP relay); a PUT to /v1/usage/config "
                     "rewrites it. Default: <data-dir>/costs.yaml when it exists");
   serve->add_flag("--log-verbose", f.verbose, "Debug logging");
+}
+
+int ListModels(const std::string& root) {
+  ModelRepository repository(root);
+  Result<std::vector<RepositoryModel>> models = repository.Scan();
+  if (!models.ok()) {
+    std::cerr << "error: " << models.status().message() << "\n";
+    return 2;
+  }
+  int invalid = 0;
+  std::cout << fmt::format("{:<24} {:<12} {:<10} {}\n", "MODEL", "BACKEND", "VERSIONS", "CONFIG");
+  for (const RepositoryModel& m : *models) {
+    std::string versions;
+    for (int64_t v : m.versions) versions += (versions.empty() ? "" : ",") + std::to_string(v);
+    if (m.config.ok()) {
+      std::vector<int64_t> served = SelectVersions(m.config->version_policy, m.versions);
+      const std::string backend = m.config->backend.empty() ? "(default)" : m.config->backend;
+      std::cout << fmt::format("{:<24} {:<12} {:<10} ok ({} to serve)\n", m.name, backend,
+                               versions.empty() ? "-" : versions, served.size());
+    } else {
+      ++invalid;
+      std::cout << fmt::format("{:<24} {:<12} {:<10} INVALID: {}\n", m.name, "-", versions.empty() ? "-" : versions,
+                               m.config.status().message());
+    }
+  }
+  return invalid == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"Ferry: a model server speaking KServe v2 (Open Inference Protocol) over HTTP"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", FERRY_VERSION);
+
+  ServeFlags f;
+  CLI::App* serve = app.add_subcommand("serve", "Serve a model repository over HTTP");
+  AddListenerFlags(serve, f);
+  AddLimitFlags(serve, f);
+  AddDataFlags(serve, f);
   serve->callback([&] { throw CLI::RuntimeError(Serve(f)); });
 
   std::string models_root = "examples/models";
