@@ -13,8 +13,7 @@
 namespace ferry {
 
 struct AdminOptions {
-  bool management_enabled = false;  // repository load/unload: with an admin key or a loopback admin listener
-  std::string admin_key;            // empty: only the loopback admin listener reaches admin routes
+  std::string admin_key;  // empty: only the loopback admin listener reaches admin routes
 };
 
 class AdminService {
@@ -24,7 +23,6 @@ class AdminService {
       : options_(std::move(options)), manager_(manager), watcher_(watcher), repository_(repository) {}
 
   std::string ServerMetadataJson() const;
-  bool management_enabled() const { return options_.management_enabled; }
 
   // Ready once start-up loads are done, until drain begins.
   void SetReady(bool ready) { ready_.store(ready); }

@@ -14,7 +14,6 @@ namespace {
 std::string_view PathModel(const std::vector<std::string_view>& parts) {
   if (parts.size() >= 3 && parts[0] == "v2" && parts[1] == "models") return parts[2];
   if (parts.size() == 4 && parts[0] == "v1" && parts[1] == "ws" && parts[2] == "frames") return parts[3];
-  if (parts.size() == 5 && parts[0] == "v2" && parts[1] == "repository" && parts[2] == "models") return parts[3];
   return {};
 }
 

@@ -13,6 +13,10 @@ namespace {
 
 HttpResponse Json(int status, std::string body) { return JsonResponse(status, std::move(body)); }
 
+constexpr std::string_view kNotFound =
+    "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "
+    "/v1/jobs, /v1/batches, /v1/files and /metrics";
+
 }  // namespace
 
 std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
@@ -102,9 +106,7 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
   const RouteMatch match = MatchRoute(method, request.Path());
   if (match.route == nullptr && !match.allowed.empty()) return counted(MethodNotAllowed(match.allowed));
   if (match.route == nullptr) {
-    return counted(Json(404, EncodeErrorJson(
-        "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "
-        "/v1/jobs, /v1/batches, /v1/files and /metrics")));
+    return counted(Json(404, EncodeErrorJson(kNotFound)));
   }
   if (std::optional<HttpResponse> refused = Authorize(*match.route, request, parts)) {
     return counted(std::move(*refused));
@@ -118,9 +120,7 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
   if (IsCompletionRoute(parts)) return HandleCompletionRoute(std::move(request), parts, cancel, counted);
   if (IsFrameRoute(parts)) return HandleFrameRoute(parts[3], counted);
   if (parts.empty() || parts[0] != "v2") {
-    return counted(Json(404, EncodeErrorJson(
-        "not found; Ferry serves /v2/... (KServe v2), /v1/completions, /v1/chat/completions, /v1/models, "
-        "/v1/jobs, /v1/batches, /v1/files and /metrics")));
+    return counted(Json(404, EncodeErrorJson(kNotFound)));
   }
   if (parts.size() == 1) {
     if (method != "GET") return counted(MethodNotAllowed("GET"));

@@ -76,8 +76,6 @@ Result<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     }
   }
   options.router.admin_routes_on_admin_listener_only = options.admin_http.has_value();
-  options.admin.management_enabled =
-      !options.admin.admin_key.empty() || (options.admin_http && options.admin_http->listener == Listener::kTrustedAdmin);
   std::unique_ptr<Server> s(new Server(std::move(options)));
   s->backends_ = MakeDefaultBackends();
   s->repository_ = std::make_unique<ModelRepository>(s->options_.model_repository);

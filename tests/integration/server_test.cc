@@ -57,7 +57,6 @@ class ServerTest : public ::testing::Test {
     options.exit_timeout = 5s;
     options.router.max_infer_body_bytes = 1 << 20;
     options.admin.admin_key = admin_key;
-    options.admin.management_enabled = !admin_key.empty();
     auto server = Server::Create(options);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(server).value();
