@@ -48,7 +48,7 @@ struct Stack {
     manager = std::make_unique<ModelManager>(ModelManagerOptions{}, factory.get());
     watcher = std::make_unique<RepositoryWatcher>(repository.get(), manager.get());
     inference = std::make_unique<InferenceService>(manager.get(), metrics.get());
-    admin = std::make_unique<AdminService>(AdminOptions{true, "key"}, manager.get(), watcher.get(), repository.get());
+    admin = std::make_unique<AdminService>(AdminOptions{"key"}, manager.get(), watcher.get(), repository.get());
     RouterOptions router_options;
     router_options.max_infer_body_bytes = 1 << 20;
     router_options.max_other_body_bytes = 64 << 10;
