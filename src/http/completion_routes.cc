@@ -133,10 +133,6 @@ bool ServingRouter::IsTextGenerationPost(std::string_view method, std::string_vi
                               path.ends_with("/generate") || path.ends_with("/generate_stream"));
 }
 
-bool ServingRouter::WatchForDisconnect(const HttpRequest& request) const {
-  return IsTextGenerationPost(request.method, request.Path()) || IsJobEventsGet(request.method, request.Path());
-}
-
 std::shared_ptr<WebSocketEndpoint> ServingRouter::OpenWebSocket(const HttpRequest& request,
                                                                 std::shared_ptr<WebSocketSender> sender) {
   constexpr std::string_view kFrames = "/v1/ws/frames/";

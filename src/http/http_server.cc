@@ -94,8 +94,12 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::shared_ptr<CancelToken> cancel_;
   std::shared_ptr<BodyStream> body_stream_;
   std::shared_ptr<std::string> stream_write_;  // the bytes of the write in flight
-  char watch_byte_[256];
-  bool watching_ = false;       // a read is watching for the client going away during this request
+  // While a request runs, a read watches for the client going away (end of file: its work is
+  // cancelled). Bytes it reads (a pipelined next request) go to buffer_; after the answer the read is
+  // cancelled and the connection reads its next request as usual.
+  bool watching_ = false;      // that read is in flight
+  bool resume_after_watch_ = false;  // the answer is out: the watch's end reads the next request
+  bool client_gone_ = false;   // the watch saw the client go: close after the answer
   bool exchange_done_ = false;  // the answer has gone out (or the client is gone)
   bool stream_ended_ = false;
   BeastServer* server_;
@@ -606,8 +610,7 @@ void Session<Stream>::Handle(HttpRequest&& request) {
   cancel_ = CancelToken::Create();
   ++server_->in_flight();
   exchange_done_ = false;
-  watching_ = server_->handler()->WatchForDisconnect(request);
-  if (watching_) WatchForDisconnect();
+  WatchForDisconnect();
   auto self = this->shared_from_this();
   server_->handler()->Handle(std::move(request), cancel_, [self](HttpResponse&& response) {
     net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
@@ -643,9 +646,7 @@ void Session<Stream>::SendError(int status, std::string_view message) {
 template <class Stream>
 void Session<Stream>::Send(HttpResponse&& r, bool from_handler) {
   if (r.stream && from_handler) return SendStreamHead(std::move(r));
-  // A watched request has a read pending: its connection closes after the answer rather than untangle
-  // that read from the next request's.
-  const bool keep_alive = request_keep_alive_ && !r.close_connection && !server_->draining() && !watching_;
+  const bool keep_alive = request_keep_alive_ && !r.close_connection && !server_->draining() && !client_gone_;
   response_ = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), 11);
   response_->set(http::field::server, "ferry");
   response_->set(http::field::content_type, r.content_type);
@@ -667,6 +668,13 @@ void Session<Stream>::OnWrite(bool keep_alive, bool from_handler, beast::error_c
   }
   response_.reset();
   if (ec || !keep_alive) return Close();
+  if (watching_) {
+    // The watch's handler reads the next request (with what it read, if anything) once it ends.
+    resume_after_watch_ = true;
+    beast::error_code ignored;
+    tcp().socket().cancel(ignored);
+    return;
+  }
   ReadHeader();
 }
 
@@ -686,10 +694,7 @@ void Session<Stream>::SendStreamHead(HttpResponse&& r) {
     self->tcp().expires_never();
     if (ec) return self->EndStream(/*client_gone=*/true);
     self->stream_write_.reset();
-    if (!self->watching_) {
-      self->watching_ = true;
-      self->WatchForDisconnect();
-    }
+    if (!self->watching_ && !self->client_gone_) self->WatchForDisconnect();
     std::weak_ptr<Session> weak = self;
     self->body_stream_->SetWake([weak] {
       if (auto s = weak.lock()) net::post(s->stream_.get_executor(), [s] { s->PumpStream(); });
@@ -720,11 +725,26 @@ void Session<Stream>::PumpStream() {
 
 template <class Stream>
 void Session<Stream>::WatchForDisconnect() {
-  // The request was read in full; anything more from the client is ignored (the connection closes
-  // after this answer). End of file or an error means the client went away: its work is cancelled.
-  stream_.async_read_some(net::buffer(watch_byte_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
+  // The request was read in full. The read waits for bytes that are not this request's: the client's
+  // end of file (it went away: its work is cancelled) or its next request, kept in buffer_ (up to
+  // kWatchBuffer; past that the client is plainly there and the watch stops).
+  constexpr size_t kWatchBuffer = 64 * 1024;
+  watching_ = true;
+  tcp().expires_never();  // the request has the handler's own timeouts
+  stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, size_t bytes) {
+    self->watching_ = false;
+    self->buffer_.commit(bytes);
+    const bool gone = ec && ec != net::error::operation_aborted;
+    if (self->resume_after_watch_) {
+      self->resume_after_watch_ = false;
+      return gone && self->buffer_.size() == 0 ? self->Close() : self->ReadHeader();
+    }
     if (self->exchange_done_) return;
-    if (!ec) return self->WatchForDisconnect();
+    if (!gone) {
+      if (!ec && self->buffer_.size() < kWatchBuffer) self->WatchForDisconnect();
+      return;
+    }
+    self->client_gone_ = true;
     if (self->body_stream_) return self->EndStream(/*client_gone=*/true);
     if (self->cancel_) self->cancel_->Cancel();  // the answer still goes out (and fails) when it comes
   });

@@ -121,13 +121,10 @@ class HttpHandler {
   // A folder to write this request's body to, as a file, instead of holding it in memory (uploads of
   // up to BodyLimit bytes); empty for memory.
   virtual std::string SpoolFolder(std::string_view method, std::string_view path) const { return {}; }
+  // `cancel` trips when the client goes away before its answer (the connection saw its end of file).
   virtual void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) = 0;
   // The front end refused a request itself (limits, parse errors), for metrics.
   virtual void OnRejected(int status) {}
-  // Whether the connection should watch for its client going away while this request is handled (and
-  // trip the CancelToken if it does): for long work such as text generation. Such a connection closes
-  // after its answer.
-  virtual bool WatchForDisconnect(const HttpRequest& request) const { return false; }
   // Whether a request is still answered while the server drains (probes: readiness turns 503); the
   // rest get a 503 with Retry-After and "Connection: close".
   virtual bool AnswersWhileDraining(const HttpRequest& request) const { return false; }

@@ -32,10 +32,6 @@ HttpResponse Accepted(const SubmittedJob& job) {
 
 }  // namespace
 
-bool ServingRouter::IsJobEventsGet(std::string_view method, std::string_view path) {
-  return method == "GET" && path.starts_with("/v1/jobs/") && path.ends_with("/events");
-}
-
 void StreamWatchEvents(ThreadPool& pool, std::string event, WatchStart start, HttpResponder& respond) {
   HttpResponder shared = respond;
   const bool posted = pool.Post([event = std::move(event), start = std::move(start), shared] {

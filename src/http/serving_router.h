@@ -51,7 +51,6 @@ class ServingRouter final : public HttpHandler {
   std::string SpoolFolder(std::string_view method, std::string_view path) const override;
   void Handle(HttpRequest&& request, std::shared_ptr<CancelToken> cancel, HttpResponder respond) override;
   void OnRejected(int status) override;
-  bool WatchForDisconnect(const HttpRequest& request) const override;
   // Public routes (health, metadata, /metrics) are answered while draining.
   bool AnswersWhileDraining(const HttpRequest& request) const override;
   std::shared_ptr<WebSocketEndpoint> OpenWebSocket(const HttpRequest& request,
@@ -70,7 +69,6 @@ class ServingRouter final : public HttpHandler {
                        HttpResponder& respond);
   // GET /v1/jobs/{id}/events: the job's status changes as Server-Sent Events, until it is final.
   void StreamJobEvents(const std::string& id, std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
-  static bool IsJobEventsGet(std::string_view method, std::string_view path);
   // /v1/files..., /v1/batches... (batch_routes.cc).
   static bool IsBatchRoute(const std::vector<std::string_view>& parts);
   void HandleScheduleRoute(const HttpRequest& request, std::vector<std::string_view>& parts, HttpResponder& respond);

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -247,6 +248,33 @@ def pytest_runtest_makereport(item, call):
             if server.process is not None:
                 state = "alive" if server.alive() else f"exited {server.process.returncode}"
                 report.sections.append((f"ferry log {server.log_path} ({state})", server.log_text()))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
+    """Polls `predicate` until it is true or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def metric_samples(server: FerryServer, name: str) -> list[tuple[dict, float]]:
+    """Every sample of one metric on the server's /metrics as (labels, value)."""
+    _, _, text = server.get("/metrics")
+    samples = []
+    for line in text.decode().splitlines():
+        m = re.match(rf"^{name}\{{([^}}]*)\}} (\S+)$", line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            samples.append((labels, float(m.group(2))))
+    return samples
+
+
+def model_metric(server: FerryServer, name: str, model: str) -> float:
+    """The sum of one metric's samples for `model`."""
+    return sum(v for labels, v in metric_samples(server, name) if labels.get("model") == model)
 
 
 def load_reference(name: str) -> dict:

@@ -21,13 +21,12 @@ import struct
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import openai
 import pytest
 import websocket
 
-from conftest import ROOT, FerryServer, make_repository
+from conftest import ROOT, FerryServer, make_repository, metric_samples, model_metric
 
 TINY = "tiny_llm"
 
@@ -45,20 +44,8 @@ def post_json(server: FerryServer, path: str, body, timeout: float = 30.0):
     return status, headers, raw
 
 
-def metric_samples(server: FerryServer, name: str) -> list[tuple[dict, float]]:
-    """Every sample of one metric as (labels, value)."""
-    _, _, text = server.get("/metrics")
-    samples = []
-    for line in text.decode().splitlines():
-        m = re.match(rf"^{name}\{{([^}}]*)\}} (\S+)$", line)
-        if m:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            samples.append((labels, float(m.group(2))))
-    return samples
-
-
 def metric(server: FerryServer, name: str, model: str) -> float:
-    return sum(v for labels, v in metric_samples(server, name) if labels.get("model") == model)
+    return model_metric(server, name, model)
 
 
 def open_sse(server: FerryServer, path: str, body: dict) -> socket.socket:

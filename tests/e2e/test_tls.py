@@ -128,6 +128,25 @@ def test_tritonclient_with_ssl(tls):
         c.close()
 
 
+def test_sequential_requests_keep_one_tls_connection(tls):
+    # Each request is watched for its client going away (a TLS read left pending, then cancelled):
+    # the session must come out of that intact, request after request.
+    conn = tls.connection(timeout=10)
+    try:
+        first = None
+        for i in range(20):
+            body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 8],
+                                           "data": [float(i)] * 8}]})
+            conn.request("POST", "/v2/models/ident_fp32/infer", body=body)
+            resp = conn.getresponse()
+            data = resp.read()
+            assert resp.status == 200 and json.loads(data)["outputs"][0]["data"] == [float(i)] * 8, data
+            first = first or conn.sock
+            assert conn.sock is first
+    finally:
+        conn.close()
+
+
 def test_openai_client_over_https_streams(tls):
     with httpx.Client(verify=tls.context(), timeout=60) as http_client:
         client = openai.OpenAI(base_url=f"https://127.0.0.1:{tls.port}/v1", api_key="unused", max_retries=0,
