@@ -19,6 +19,17 @@ constexpr std::string_view kNotFound =
 
 }  // namespace
 
+HttpResponse ServingRouter::Preflight(const HttpRequest& request, const CorsPolicy* cors) const {
+  // Preflights carry no key (browsers send none): the policy and the table's methods decide.
+  static const CorsPolicy kOff;
+  Result<CorsPolicy::Headers> headers =
+      (cors != nullptr ? *cors : kOff).Preflight(request, MatchRoute("OPTIONS", request.Path()).allowed);
+  if (!headers.ok()) return ErrorResponse(headers.status());
+  HttpResponse r = Json(204, "");
+  r.headers = std::move(headers).value();
+  return r;
+}
+
 std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
   const size_t q = target.find('?');
   if (q == std::string_view::npos) return std::nullopt;
@@ -90,10 +101,18 @@ void ServingRouter::Handle(HttpRequest&& request, std::shared_ptr<CancelToken> c
   // Count every answer by route class; the responder is called exactly once.
   std::string route = parts.size() >= 3 && parts[0] == "v2" && parts[1] == "models" && parts.back() == "infer"
                           ? "infer" : (parts.size() >= 2 ? std::string(parts[1]) : "other");
-  HttpResponder counted = [this, route = std::move(route), respond = std::move(respond)](HttpResponse&& r) {
+  const CorsPolicy* cors = request.listener == Listener::kMain && options_.cors.enabled() ? &options_.cors : nullptr;
+  std::optional<std::string> origin;
+  if (const std::string* o = request.Header("origin"); cors != nullptr && o != nullptr) origin = *o;
+  HttpResponder counted = [this, route = std::move(route), respond = std::move(respond), cors,
+                           origin = std::move(origin)](HttpResponse&& r) {
     metrics_->CountHttpRequest(route, r.status);
+    if (origin) cors->Decorate(&*origin, &r);
     respond(std::move(r));
   };
+  if (method == "OPTIONS" && request.Header("access-control-request-method") != nullptr) {
+    return counted(Preflight(request, cors));
+  }
 
   if (parts.size() == 1 && parts[0] == "metrics") {
     if (method != "GET") return counted(MethodNotAllowed("GET"));

@@ -13,6 +13,7 @@
 #include "api/table_service.h"
 #include "api/usage_service.h"
 #include "common/thread_pool.h"
+#include "http/cors.h"
 #include "http/http_types.h"
 #include "http/route_table.h"
 #include "metrics/serving_metrics.h"
@@ -28,6 +29,7 @@ struct RouterOptions {
   std::vector<std::string> admin_allowed_hosts;  // Host names the loopback admin listener answers beside localhost
   // With an admin listener, admin routes are served there only (the main listener answers 403).
   bool admin_routes_on_admin_listener_only = false;
+  CorsPolicy cors;  // cross-origin requests on the main listener (off by default; admin listeners never)
 };
 
 class ServingRouter final : public HttpHandler {
@@ -58,6 +60,8 @@ class ServingRouter final : public HttpHandler {
   std::optional<HttpResponse> RefuseUpgrade(HttpRequest& request) override;
 
  private:
+  // OPTIONS with Access-Control-Request-Method, before the route table (cors null: CORS off here).
+  HttpResponse Preflight(const HttpRequest& request, const CorsPolicy* cors) const;
   void HandleModelRoute(HttpRequest&& request, std::vector<std::string_view>& parts,
                         std::shared_ptr<CancelToken> cancel, HttpResponder& respond);
   void HandleRepositoryRoute(const HttpRequest& request, std::vector<std::string_view>& parts,

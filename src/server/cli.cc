@@ -11,6 +11,7 @@
 #include "server/batch_command.h"
 #include "server/cron_command.h"
 #include "server/precompute_command.h"
+#include "http/cors.h"
 #include "http/route_table.h"
 #include "server/server.h"
 
@@ -30,6 +31,7 @@ struct ServeFlags {
   std::string tls_key;
   int admin_port = -1;
   std::vector<std::string> admin_allowed_hosts;
+  std::vector<std::string> cors_allow_origins;
   double exit_timeout_secs = 30;
   size_t max_infer_body_mb = 64;
   size_t max_connections = 4096;
@@ -92,6 +94,9 @@ ServerOptions OptionsFrom(const ServeFlags& f) {
     options.admin_http->io_threads = 1;
   }
   options.router.admin_allowed_hosts = f.admin_allowed_hosts;
+  if (Result<CorsPolicy> cors = CorsPolicy::Parse(f.cors_allow_origins); cors.ok()) {
+    options.router.cors = std::move(cors).value();  // each was checked when the flag was read
+  }
   options.loader_threads = static_cast<size_t>(f.loader_threads);
   options.idle_unload = std::chrono::milliseconds(static_cast<int64_t>(f.idle_unload_secs * 1000));
   options.cold_start_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.cold_start_timeout_secs * 1000));
@@ -228,6 +233,13 @@ void AddListenerFlags(CLI::App* serve, ServeFlags& f) {
   serve->add_option("--admin-allowed-host", f.admin_allowed_hosts,
                     "A Host name the loopback admin listener answers besides localhost, 127.0.0.1 and [::1] (a "
                     "request naming another is refused: DNS rebinding); repeatable");
+  serve->add_option("--cors-allow-origin", f.cors_allow_origins,
+                    "Let pages from this origin (https://app.example.com[:port], or '*' for any) call the main "
+                    "listener from a browser; repeatable. Without it no cross-origin page can read an answer")
+      ->check([](const std::string& origin) {
+        Result<CorsPolicy> parsed = CorsPolicy::Parse({origin});
+        return parsed.ok() ? std::string() : parsed.status().message();
+      });
   serve->add_option("--exit-timeout-secs", f.exit_timeout_secs, "On SIGTERM, wait this long for in-flight requests")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   serve->add_option("--max-infer-body-mb", f.max_infer_body_mb, "Largest inference request body, MiB")

@@ -9,7 +9,10 @@
 - the repository index is readable by any inference key, filtered to the key's models, and without keys
   by anyone, while load and unload stay admin-only;
 - a server listening beyond loopback without keys warns loudly; an admin listener beyond loopback
-  without an admin key does not start.
+  without an admin key does not start;
+- CORS only when configured (--cors-allow-origin): a listed origin's preflight gets 204 with the path's
+  methods, its answers Access-Control-Allow-Origin; any other origin's preflight 403 and its answers no
+  CORS header; without the flag every preflight 403; a value that is not an origin stops the start.
 
 A route added to the table is walked here without a change to this file; a route served without a row
 in the table cannot exist (the router answers 404 before any handler), and a row without a decision
@@ -261,3 +264,66 @@ def test_an_admin_listener_beyond_loopback_needs_the_admin_key(tmp_path):
                                     "listening on", tmp_path)
     assert code == 2, text
     assert "admin listener beyond loopback" in text and "--admin-key" in text, text
+
+
+def preflight(server: AuthServer, path: str, origin: str, method: str = "POST", headers: str | None = None,
+              admin: bool = False):
+    h = {"Origin": origin, "Access-Control-Request-Method": method}
+    if headers is not None:
+        h["Access-Control-Request-Headers"] = headers
+    return server.call("OPTIONS", path, h, admin=admin)
+
+
+def test_without_cors_configured_preflights_are_refused(guarded):
+    for path in ("/v2/models/alpha/infer", "/v1/jobs", "/v2/health/ready"):
+        status, h, data = preflight(guarded, path, "http://evil.test", "GET" if "health" in path else "POST")
+        assert status == 403 and "--cors-allow-origin" in error_of(data), (path, status, data)
+        assert "access-control-allow-origin" not in h
+
+
+def test_cors_for_the_origins_configured_only(tmp_path):
+    write_identity_model(tmp_path / "models", "alpha", [("FP32", [4])])
+    s = AuthServer(repo=tmp_path / "models", log_path=tmp_path / "ferry.log", extra_args=[])
+    s.admin_port = free_port()
+    s.extra_args = ["--cors-allow-origin", "https://app.example.com", "--admin-port", str(s.admin_port),
+                    "--data-dir", str(tmp_path / "data")]
+    s.start()
+    app = "https://app.example.com"
+    try:
+        status, h, data = preflight(s, "/v2/models/alpha/infer", app, headers="authorization, content-type")
+        assert status == 204, (status, data)
+        assert h["access-control-allow-origin"] == app and h["access-control-allow-methods"] == "POST", h
+        assert h["access-control-allow-headers"] == "authorization, content-type" and h["vary"] == "Origin", h
+        status, h, data = preflight(s, "/v1/jobs/nope", app, method="DELETE")
+        assert status == 204 and set(h["access-control-allow-methods"].split(", ")) == {"GET", "DELETE"}, h
+        status, h, data = preflight(s, "/v2/models/alpha/infer", app, method="DELETE")
+        assert status == 403 and "takes POST" in error_of(data), data
+        status, _, data = preflight(s, "/v9/nothing", app)
+        assert status == 404, data
+        status, _, data = preflight(s, "/v2/models/alpha/infer", app, headers="a\tb c")
+        assert status == 400, data
+        # An answer to the page the flag names carries the headers; to any other page, none.
+        body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]})
+        status, h, data = s.call("POST", "/v2/models/alpha/infer", {"Origin": app}, body=body.encode())
+        assert status == 200 and h["access-control-allow-origin"] == app, (status, h, data)
+        assert "inference-header-content-length" in h["access-control-expose-headers"].lower()
+        status, h, _ = s.call("GET", "/v2/models/nope", {"Origin": app})
+        assert status == 404 and h["access-control-allow-origin"] == app  # errors are readable too
+        for other in ("https://evil.test", "http://app.example.com", "https://app.example.com:444"):
+            status, h, data = preflight(s, "/v2/models/alpha/infer", other)
+            assert status == 403 and other in error_of(data), (other, data)
+            status, h, _ = s.call("POST", "/v2/models/alpha/infer", {"Origin": other}, body=body.encode())
+            assert status == 200 and "access-control-allow-origin" not in h, (other, h)
+        # The admin listener never answers cross-origin pages (and refuses foreign Origins outright).
+        status, h, data = preflight(s, "/v1/keys", app, admin=True)
+        assert status == 403 and "access-control-allow-origin" not in h, data
+    finally:
+        assert s.stop() == 0, s.log_text()
+
+
+@pytest.mark.parametrize("value", ["app.example.com", "https://app.example.com/path", "ftp://x"])
+def test_a_cors_value_that_is_not_an_origin_stops_the_start(tmp_path, value):
+    (tmp_path / "models").mkdir()
+    code, text = start_and_read_log(["--http-address", "127.0.0.1", "--http-port", str(free_port()),
+                                     "--cors-allow-origin", value], "listening on", tmp_path)
+    assert code not in (0, None) and "is not an origin" in text and value in text, (code, text)

@@ -2,12 +2,15 @@
 // path, the second a Host, the third an Origin (absent when missing). Invariants: a match names a row
 // of the table whose pattern fits the path and method, with nothing "allowed"; no match with methods
 // allowed means the path fits some row; the host check decides without crashing, and refuses any
-// Host or Origin that does not start with a loopback name.
+// Host or Origin that does not start with a loopback name. The first line as a --cors-allow-origin value:
+// one accepted allows itself; the second as a preflight's header list: one accepted has no CR, LF or
+// colon (it is echoed in a header).
 #include <cctype>
 #include <string>
 #include <string_view>
 
 #include "fuzz_check.h"
+#include "http/cors.h"
 #include "http/route_table.h"
 
 using fuzz::Check;
@@ -59,5 +62,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(loopback, "a foreign Host trusted");
   }
   (void)IsLoopbackAddress(host);
+
+  std::string origin_flag(first);
+  if (Result<CorsPolicy> cors = CorsPolicy::Parse({origin_flag}); cors.ok()) {
+    while (origin_flag.ends_with('/')) origin_flag.pop_back();
+    Check(cors->enabled() && cors->Allows(origin_flag), "a parsed origin that does not allow itself");
+  }
+  if (IsHeaderNameList(lines[1])) {
+    Check(lines[1].find_first_of("\r\n:") == std::string_view::npos, "a header list with CR, LF or a colon");
+  }
   return 0;
 }
