@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "server/batch_command.h"
@@ -14,6 +16,7 @@
 #include "http/cors.h"
 #include "http/route_table.h"
 #include "server/server.h"
+#include "server/signals.h"
 
 namespace ferry {
 namespace {
@@ -132,13 +135,10 @@ int Serve(const ServeFlags& f) {
   spdlog::set_level(f.verbose ? spdlog::level::debug : spdlog::level::info);
   const ServerOptions options = OptionsFrom(f);
 
-  // Signals are taken by a dedicated thread with sigwait, so no handler runs inside library code.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (Status s = InstallServeSignals(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 2;
+  }
   std::signal(SIGPIPE, SIG_IGN);
   // Past a file-size limit a write should fail (the job store answers 503) rather than kill the server.
   std::signal(SIGXFSZ, SIG_IGN);
@@ -152,24 +152,44 @@ int Serve(const ServeFlags& f) {
     spdlog::error("start failed: {}", s.message());
     return 2;
   }
-  int sig = 0;
-  for (sigwait(&signals, &sig); sig == SIGHUP; sigwait(&signals, &sig)) {  // SIGHUP: new certificates
-    if (Status s = (*server)->ReloadTls(); !s.ok()) {
-      spdlog::error("SIGHUP: the TLS files cannot be loaded; the certificate in force stays: {}", s.message());
+  // The signal thread: SIGHUP reloads the certificate until the drain begins, the first SIGTERM or
+  // SIGINT begins it, a second one exits at once. It outlives Serve (detached); `live` guards the server.
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable stop;
+    Server* live = nullptr;
+    int first = 0;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->live = server->get();
+  std::thread([shared] {
+    for (;;) {
+      const int sig = NextSignal();
+      std::unique_lock lock(shared->mu);
+      if (sig == SIGHUP) {
+        if (shared->live == nullptr || shared->first != 0) continue;
+        if (Status s = shared->live->ReloadTls(); !s.ok()) {
+          spdlog::error("SIGHUP: the TLS files cannot be loaded; the certificate in force stays: {}", s.message());
+        }
+      } else if (shared->first == 0) {
+        shared->first = sig;
+        shared->stop.notify_all();
+      } else {
+        spdlog::warn("second signal: exiting without waiting");
+        std::_Exit(1);
+      }
     }
+  }).detach();
+  UnblockServeSignals();  // this thread can take a signal too, whatever the libraries' threads block
+  {
+    std::unique_lock lock(shared->mu);
+    shared->stop.wait(lock, [&] { return shared->first != 0; });
+    spdlog::info("signal {} received: draining (a second signal exits at once)", shared->first);
   }
-  spdlog::info("signal {} received: draining (a second signal exits at once)", sig);
-  std::thread second([signals] {
-    int again = 0;
-    do {
-      sigwait(&signals, &again);
-    } while (again == SIGHUP);
-    spdlog::warn("second signal: exiting without waiting");
-    std::_Exit(1);
-  });
-  second.detach();
   const bool clean = (*server)->Drain();
   spdlog::info("stopped");
+  std::lock_guard lock(shared->mu);
+  shared->live = nullptr;  // a late SIGHUP finds no server
   return clean ? 0 : 1;
 }
 

@@ -131,8 +131,9 @@ class FerryServer:
         for _attempt in range(3):  # a free port can be taken between the probe and the bind
             self.port = free_port()
             args = [str(binary), "serve", "--model-repository", str(self.repo), "--http-address", self.host,
-                    "--http-port", str(self.port), "--repository-poll-secs", "0.2",
-                    "--exit-timeout-secs", "10", *self.extra_args]
+                    "--http-port", str(self.port), "--repository-poll-secs", "0.2", *self.extra_args]
+            if "--exit-timeout-secs" not in self.extra_args:
+                args += ["--exit-timeout-secs", "10"]
             if "--data-dir" not in self.extra_args:  # each server its own job store, beside its log
                 args += ["--data-dir", str(self.log_path.parent / f"{self.log_path.stem}-data")]
             log = open(self.log_path, "ab")

@@ -2,6 +2,13 @@
 WebSocket and a kept-alive connection open, SIGTERM turns readiness 503 within a second while the
 listener still answers, new work gets 503 with Retry-After and "Connection: close", the WebSocket gets a
 close frame ("going away", 1001), the stream runs to its end, and the server exits 0.
+
+And in small, R17 under load: unary requests at 1.5x the slow model's capacity, streamed generations,
+camera-frame sockets and queued jobs when SIGTERM comes. Readiness turns within a second, every unary
+request is answered 200 or (sent after the signal) 503 with "Connection: close", or finds the listener
+closed once the drain is over; the streams end with [DONE], the frame sockets get 1001, the server exits
+0, and a restart on the same data folder runs every job: none lost. bench/run_drain_benchmark.py runs
+it in full (longer, more of each, a second SIGTERM, a drain timeout shorter than a stream).
 """
 from __future__ import annotations
 
@@ -16,6 +23,9 @@ import pytest
 import websocket
 
 from conftest import FerryServer, make_repository
+from drain_load import (CAPACITY_RPS, FrameResult, StreamResult, UnaryLoad, frame_socket, judge_unary,
+                        make_drain_repository, readiness_turns, sigterm, stream_generation, submit_jobs,
+                        wait_until_jobs_finish)
 
 TINY = "tiny_llm"
 
@@ -85,3 +95,71 @@ def test_sigterm_drains_streams_sockets_and_new_work(server):
     assert finals[-1]["choices"][0]["finish_reason"] == "length"
     assert server.process.wait(timeout=30) == 0, server.log_text()
     server.stopped = True
+
+
+def test_sigterm_at_one_and_a_half_capacity_loses_nothing(tmp_path):
+    repo = make_drain_repository(tmp_path / "models")
+    args = ["--data-dir", str(tmp_path / "data")]
+    s = FerryServer(repo=repo, log_path=tmp_path / "ferry.log", extra_args=args)
+    s.start()
+    try:
+        jobs = submit_jobs(s, 40)
+        load = UnaryLoad(s, 1.5 * CAPACITY_RPS)
+        load.start()
+        streams = [StreamResult() for _ in range(3)]
+        frames = [FrameResult() for _ in range(2)]
+        clients = [threading.Thread(target=stream_generation, args=(s, 150, r), daemon=True) for r in streams]
+        clients += [threading.Thread(target=frame_socket, args=(s, r), daemon=True) for r in frames]
+        for c in clients:
+            c.start()
+        time.sleep(1.5)
+        exited, signal_at, turned = sigterm(s)
+        exited.join(timeout=60)
+        s.stopped = True
+        load.stop()
+        for c in clients:
+            c.join(timeout=30)
+        assert exited.code == 0, s.log_text()
+        assert turned is not None and turned < 1.0, turned
+        verdict = judge_unary(load.outcomes, signal_at, exited.at)
+        assert not verdict.bad, verdict.bad[:10]
+        assert verdict.ok > 0 and verdict.refused_503 > 0, verdict
+        for r in streams:
+            assert r.status == 200 and r.done and r.finish_reason == "length" and not r.error, r
+        for r in frames:
+            assert r.answered > 0 and r.close_code == 1001, r
+    finally:
+        if s.alive():
+            s.process.kill()
+            s.process.wait()
+    again = FerryServer(repo=repo, log_path=tmp_path / "ferry-again.log", extra_args=args)
+    again.start()
+    try:
+        assert wait_until_jobs_finish(again, jobs, timeout_s=60) == {"succeeded": len(jobs)}
+    finally:
+        assert again.stop() == 0, again.log_text()
+
+
+def test_a_second_sigterm_exits_at_once(tmp_path):
+    # Under sigwait alone the second signal could land on a thread a library started before main
+    # (OpenBLAS's) and kill the process by default action (-15) instead of exiting 1.
+    s = FerryServer(repo=make_drain_repository(tmp_path / "models"), log_path=tmp_path / "ferry.log",
+                    extra_args=["--data-dir", str(tmp_path / "data")])
+    s.start()
+    try:
+        streams = [StreamResult() for _ in range(12)]
+        for r in streams:
+            threading.Thread(target=stream_generation, args=(s, 1020, r), daemon=True).start()
+        time.sleep(0.3)
+        s.process.send_signal(signal.SIGTERM)
+        assert readiness_turns(s, time.monotonic()) is not None  # the drain is under way
+        s.process.send_signal(signal.SIGTERM)
+        assert s.process.wait(timeout=5) == 1, s.log_text()
+        s.stopped = True
+        assert "second signal: exiting without waiting" in s.log_text()
+        assert not all(r.done for r in streams)  # it did not wait for them
+    finally:
+        if s.alive():
+            s.process.kill()
+            s.process.wait()
+

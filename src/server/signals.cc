@@ -1,0 +1,68 @@
+#include "server/signals.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace ferry {
+namespace {
+
+int g_pipe[2] = {-1, -1};
+
+extern "C" void OnServeSignal(int sig) {
+  const int saved = errno;
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_pipe[1], &b, 1);  // full pipe: the signal is one of many
+  errno = saved;
+}
+
+sigset_t ServeSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+}  // namespace
+
+Status InstallServeSignals() {
+  if (g_pipe[0] < 0 && ::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return Internal(std::string("cannot make the signal pipe: ") + std::strerror(errno));
+  }
+  // The read end blocks (NextSignal waits on it); the write end never does (a handler must not).
+  ::fcntl(g_pipe[0], F_SETFL, ::fcntl(g_pipe[0], F_GETFL) & ~O_NONBLOCK);
+  struct sigaction action {};
+  action.sa_handler = OnServeSignal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    if (::sigaction(sig, &action, nullptr) != 0) {
+      return Internal(std::string("cannot install a signal handler: ") + std::strerror(errno));
+    }
+  }
+  const sigset_t set = ServeSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return Status::Ok();
+}
+
+void UnblockServeSignals() {
+  const sigset_t set = ServeSignals();
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+int NextSignal() {
+  unsigned char b = 0;
+  for (;;) {
+    const ssize_t n = ::read(g_pipe[0], &b, 1);
+    if (n == 1) return b;
+    if (n < 0 && errno == EINTR) continue;
+    return SIGTERM;  // the pipe is gone: treat it as a stop
+  }
+}
+
+}  // namespace ferry
