@@ -37,8 +37,10 @@ class BeastServer;
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
-  // Closes the connection if it is waiting for a new request (drain, eviction). Posted onto the strand.
-  virtual void CloseIfIdle() = 0;
+  // Closes the connection if it is waiting for a new request (eviction), or, with `kept_alive_only`,
+  // only if it is waiting between requests (drain: a new connection's first request may be on its way,
+  // and closing it would fail that request instead of answering it). Posted onto the strand.
+  virtual void CloseIfIdle(bool kept_alive_only) = 0;
   // Its place in the server's list of connections waiting for a header (guarded by the server's lock).
   std::optional<std::list<std::weak_ptr<SessionBase>>::iterator> waiting_pos_;
 };
@@ -53,7 +55,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Session(Stream&& stream, BeastServer* server, std::shared_ptr<void> slot, std::shared_ptr<void> tls);
   ~Session() override;
   void Run();
-  void CloseIfIdle() override;
+  void CloseIfIdle(bool kept_alive_only) override;
 
  private:
   void ReadHeader();
@@ -107,6 +109,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::shared_ptr<void> slot_;
   bool idle_ = true;
   bool first_request_ = true;
+  bool answered_ = false;  // an answer has gone out on this connection
   bool request_keep_alive_ = true;
   std::chrono::steady_clock::time_point body_start_;
   size_t body_bytes_ = 0;
@@ -166,7 +169,7 @@ class BeastServer final : public HttpServer {
         if (auto s = weak.lock()) live.push_back(std::move(s));
       }
     }
-    for (auto& s : live) s->CloseIfIdle();
+    for (auto& s : live) s->CloseIfIdle(/*kept_alive_only=*/true);
     for (auto& ws : WebSockets()) ws->CloseGoingAway();  // a close frame each, after what is queued
   }
 
@@ -294,7 +297,7 @@ class BeastServer final : public HttpServer {
     }
     if (!oldest) return false;
     ++evicted_;
-    oldest->CloseIfIdle();
+    oldest->CloseIfIdle(/*kept_alive_only=*/false);
     return true;
   }
   static constexpr size_t kMaxEvictionsInFlight = 256;
@@ -431,9 +434,9 @@ void Session<Stream>::Run() {
 }
 
 template <class Stream>
-void Session<Stream>::CloseIfIdle() {
-  net::post(stream_.get_executor(), [self = this->shared_from_this()] {
-    if (self->idle_) self->Close();
+void Session<Stream>::CloseIfIdle(bool kept_alive_only) {
+  net::post(stream_.get_executor(), [self = this->shared_from_this(), kept_alive_only] {
+    if (self->idle_ && (self->answered_ || !kept_alive_only)) self->Close();
   });
 }
 
@@ -667,6 +670,7 @@ void Session<Stream>::OnWrite(bool keep_alive, bool from_handler, beast::error_c
     cancel_.reset();
   }
   response_.reset();
+  answered_ = true;
   if (ec || !keep_alive) return Close();
   if (watching_) {
     // The watch's handler reads the next request (with what it read, if anything) once it ends.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import socket
 import struct
 import threading
 import time
@@ -163,3 +164,32 @@ def test_a_second_sigterm_exits_at_once(tmp_path):
             s.process.kill()
             s.process.wait()
 
+
+def test_connections_opened_before_the_signal_still_get_their_answer(tmp_path):
+    # A drain closes kept-alive connections waiting between requests, but not new ones: their first
+    # request may be on its way, and closing them failed it ("closed without response") where it
+    # should get its answer (health) or a 503 with Connection: close.
+    s = FerryServer(repo=make_drain_repository(tmp_path / "models"), log_path=tmp_path / "ferry.log",
+                    extra_args=["--data-dir", str(tmp_path / "data")])
+    s.start()
+    try:
+        streams = [StreamResult() for _ in range(12)]  # keep the drain going for a few seconds
+        for r in streams:
+            threading.Thread(target=stream_generation, args=(s, 1020, r), daemon=True).start()
+        fresh = [socket.create_connection((s.host, s.port), timeout=10) for _ in range(6)]
+        time.sleep(0.3)
+        exited, signal_at, turned = sigterm(s)
+        assert turned is not None, s.log_text()
+        for i, sock in enumerate(fresh):
+            path = "/v2/health/live" if i % 2 else "/v2/models/identity/ready"
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200" if i % 2 else b"HTTP/1.1 503"), (path, answer)
+            sock.close()
+        exited.join(timeout=60)
+        s.stopped = True
+        assert exited.code == 0, s.log_text()
+    finally:
+        if s.alive():
+            s.process.kill()
+            s.process.wait()
