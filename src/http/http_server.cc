@@ -38,8 +38,9 @@ class SessionBase {
  public:
   virtual ~SessionBase() = default;
   // Closes the connection if it is waiting for a new request (eviction), or, with `kept_alive_only`,
-  // only if it is waiting between requests (drain: a new connection's first request may be on its way,
-  // and closing it would fail that request instead of answering it). Posted onto the strand.
+  // only if it is waiting between requests with nothing of the next one read (drain: a new
+  // connection's first request, or a kept-alive one's next, may be on its way, and closing it would
+  // fail that request instead of answering it). Posted onto the strand.
   virtual void CloseIfIdle(bool kept_alive_only) = 0;
   // Its place in the server's list of connections waiting for a header (guarded by the server's lock).
   std::optional<std::list<std::weak_ptr<SessionBase>>::iterator> waiting_pos_;
@@ -436,7 +437,11 @@ void Session<Stream>::Run() {
 template <class Stream>
 void Session<Stream>::CloseIfIdle(bool kept_alive_only) {
   net::post(stream_.get_executor(), [self = this->shared_from_this(), kept_alive_only] {
-    if (self->idle_ && (self->answered_ || !kept_alive_only)) self->Close();
+    if (!self->idle_) return;
+    // A drain leaves a connection alone until it has had an answer and no byte of its next request
+    // has come (a header under way is read, then refused with 503, or meets the header deadline).
+    if (kept_alive_only && (!self->answered_ || self->buffer_.size() > 0)) return;
+    self->Close();
   });
 }
 
@@ -697,6 +702,7 @@ void Session<Stream>::SendStreamHead(HttpResponse&& r) {
   net::async_write(stream_, net::buffer(*head), [self = this->shared_from_this()](beast::error_code ec, size_t) {
     self->tcp().expires_never();
     if (ec) return self->EndStream(/*client_gone=*/true);
+    if (self->stream_ended_) return;  // the watch saw the client go while the head was on its way
     self->stream_write_.reset();
     if (!self->watching_ && !self->client_gone_) self->WatchForDisconnect();
     std::weak_ptr<Session> weak = self;
