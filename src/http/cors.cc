@@ -20,6 +20,17 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+// Lower case, no trailing slash ("https://app.example.com/" as users paste it), no default port
+// (browsers leave it out of Origin).
+std::string Normalize(std::string_view origin) {
+  std::string s = Lower(origin);
+  while (s.ends_with('/')) s.pop_back();
+  if ((s.starts_with("https://") && s.ends_with(":443")) || (s.starts_with("http://") && s.ends_with(":80"))) {
+    s.erase(s.rfind(':'));
+  }
+  return s;
+}
+
 bool IsTokenChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
@@ -87,8 +98,7 @@ Result<CorsPolicy> CorsPolicy::Parse(const std::vector<std::string>& origins) {
       p.any_ = true;
       continue;
     }
-    std::string lower = Lower(o);
-    while (lower.ends_with('/')) lower.pop_back();  // "https://app.example.com/" as users paste it
+    std::string lower = Normalize(o);
     if (!IsOrigin(lower)) {
       return InvalidArgument(fmt::format(
           "--cors-allow-origin '{}' is not an origin: write '*' or scheme://host[:port] (http or https, no path)", o));
@@ -100,7 +110,7 @@ Result<CorsPolicy> CorsPolicy::Parse(const std::vector<std::string>& origins) {
 
 bool CorsPolicy::Allows(std::string_view origin) const {
   if (any_) return true;
-  const std::string lower = Lower(origin);
+  const std::string lower = Normalize(origin);
   return std::find(origins_.begin(), origins_.end(), lower) != origins_.end();
 }
 
@@ -115,7 +125,9 @@ Result<CorsPolicy::Headers> CorsPolicy::Preflight(const HttpRequest& request, st
                                         origin->substr(0, 80)));
   }
   if (allowed_methods.empty()) return NotFound("no such path");
-  const std::string& method = *request.Header("access-control-request-method");
+  const std::string* asked_method = request.Header("access-control-request-method");
+  if (asked_method == nullptr) return InvalidArgument("a preflight needs Access-Control-Request-Method");
+  const std::string& method = *asked_method;
   bool listed = false;
   for (size_t at = 0; at < allowed_methods.size();) {
     const size_t comma = allowed_methods.find(", ", at);

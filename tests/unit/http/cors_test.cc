@@ -44,6 +44,7 @@ TEST(CorsTest, ParsesOriginsAndRefusesWhatIsNotOne) {
   EXPECT_TRUE(ok->Allows("https://app.example.com:8443"));
   EXPECT_TRUE(ok->Allows("HTTP://LOCALHOST:3000"));
   EXPECT_TRUE(ok->Allows("http://[::1]:80"));
+  EXPECT_TRUE(ok->Allows("http://[::1]"));  // as a browser writes it: no default port
   EXPECT_FALSE(ok->Allows("https://app.example.com"));  // another port is another origin
   EXPECT_FALSE(ok->Allows("http://app.example.com:8443"));
   EXPECT_FALSE(ok->Allows("null"));
@@ -55,6 +56,14 @@ TEST(CorsTest, ParsesOriginsAndRefusesWhatIsNotOne) {
     EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(parsed.status().message().find(bad), std::string::npos);
   }
+}
+
+TEST(CorsTest, DefaultPortsAreTheSameOrigin) {
+  const CorsPolicy p = CorsPolicy::Parse({"https://app.example.com:443"}).value();
+  EXPECT_TRUE(p.Allows("https://app.example.com"));
+  EXPECT_FALSE(p.Allows("http://app.example.com"));
+  EXPECT_TRUE(CorsPolicy::Parse({"http://a:80"}).value().Allows("http://a"));
+  EXPECT_FALSE(CorsPolicy::Parse({"http://a:443"}).value().Allows("http://a"));
 }
 
 TEST(CorsTest, AnAllowedOriginsPreflightAndAnswer) {
@@ -92,6 +101,9 @@ TEST(CorsTest, PreflightsThatAreRefused) {
   EXPECT_EQ(code(PreflightRequest("https://app.example.com", "POST", "x-a, b c"), "POST"),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(code(PreflightRequest("https://app.example.com", "POST", "x-a;b"), "POST"), StatusCode::kInvalidArgument);
+  HttpRequest no_method = PreflightRequest("https://app.example.com", "POST");
+  no_method.headers.pop_back();
+  EXPECT_EQ(code(no_method, "POST"), StatusCode::kInvalidArgument);
   HttpResponse r;
   const std::string other = "https://other.example";
   p.Decorate(&other, &r);
