@@ -4,10 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <condition_variable>
 #include <csignal>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 #include "server/batch_command.h"
@@ -143,53 +141,24 @@ int Serve(const ServeFlags& f) {
   // Past a file-size limit a write should fail (the job store answers 503) rather than kill the server.
   std::signal(SIGXFSZ, SIG_IGN);
 
+  // Before Create, so that a stop signal during a long start-up is acted on (it exits at once).
+  std::shared_ptr<ServeSignalThread> signals = ServeSignalThread::Start();
   Result<std::unique_ptr<Server>> server = Server::Create(options);
   if (!server.ok()) {
+    signals->Done();
     spdlog::error("{}", server.status().message());
     return 2;
   }
   if (Status s = (*server)->Start(); !s.ok()) {
+    signals->Done();
     spdlog::error("start failed: {}", s.message());
     return 2;
   }
-  // The signal thread: SIGHUP reloads the certificate until the drain begins, the first SIGTERM or
-  // SIGINT begins it, a second one exits at once. It outlives Serve (detached); `live` guards the server.
-  struct Shared {
-    std::mutex mu;
-    std::condition_variable stop;
-    Server* live = nullptr;
-    int first = 0;
-  };
-  auto shared = std::make_shared<Shared>();
-  shared->live = server->get();
-  std::thread([shared] {
-    for (;;) {
-      const int sig = NextSignal();
-      std::unique_lock lock(shared->mu);
-      if (sig == SIGHUP) {
-        if (shared->live == nullptr || shared->first != 0) continue;
-        if (Status s = shared->live->ReloadTls(); !s.ok()) {
-          spdlog::error("SIGHUP: the TLS files cannot be loaded; the certificate in force stays: {}", s.message());
-        }
-      } else if (shared->first == 0) {
-        shared->first = sig;
-        shared->stop.notify_all();
-      } else {
-        spdlog::warn("second signal: exiting without waiting");
-        std::_Exit(1);
-      }
-    }
-  }).detach();
-  UnblockServeSignals();  // this thread can take a signal too, whatever the libraries' threads block
-  {
-    std::unique_lock lock(shared->mu);
-    shared->stop.wait(lock, [&] { return shared->first != 0; });
-    spdlog::info("signal {} received: draining (a second signal exits at once)", shared->first);
-  }
+  signals->Running(server->get());
+  spdlog::info("signal {} received: draining (a second signal exits at once)", signals->WaitForStop());
   const bool clean = (*server)->Drain();
   spdlog::info("stopped");
-  std::lock_guard lock(shared->mu);
-  shared->live = nullptr;  // a late SIGHUP finds no server
+  signals->Done();
   return clean ? 0 : 1;
 }
 

@@ -6,6 +6,11 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "server/server.h"
 
 namespace ferry {
 namespace {
@@ -63,6 +68,61 @@ int NextSignal() {
     if (n < 0 && errno == EINTR) continue;
     return SIGTERM;  // the pipe is gone: treat it as a stop
   }
+}
+
+std::shared_ptr<ServeSignalThread> ServeSignalThread::Start() {
+  auto t = std::shared_ptr<ServeSignalThread>(new ServeSignalThread());
+  std::thread([t] { t->Loop(); }).detach();
+  return t;
+}
+
+void ServeSignalThread::Loop() {
+  UnblockServeSignals();  // the one thread of ours that takes them (besides any a library started early)
+  for (;;) {
+    const int sig = NextSignal();
+    std::unique_lock lock(mu_);
+    switch (phase_) {
+      case Phase::kDone:
+        continue;
+      case Phase::kStarting:
+        if (sig == SIGHUP) continue;
+        spdlog::warn("signal {} during start-up: exiting without waiting for the loads", sig);
+        std::_Exit(1);
+      case Phase::kRunning:
+        if (sig == SIGHUP) {
+          if (Status s = server_->ReloadTls(); !s.ok()) {
+            spdlog::error("SIGHUP: the TLS files cannot be loaded; the certificate in force stays: {}", s.message());
+          }
+          continue;
+        }
+        phase_ = Phase::kDraining;
+        stop_signal_ = sig;
+        stop_.notify_all();
+        continue;
+      case Phase::kDraining:
+        if (sig == SIGHUP) continue;
+        spdlog::warn("second signal: exiting without waiting");
+        std::_Exit(1);
+    }
+  }
+}
+
+void ServeSignalThread::Running(Server* server) {
+  std::lock_guard lock(mu_);
+  server_ = server;
+  phase_ = Phase::kRunning;
+}
+
+int ServeSignalThread::WaitForStop() {
+  std::unique_lock lock(mu_);
+  stop_.wait(lock, [&] { return stop_signal_ != 0; });
+  return stop_signal_;
+}
+
+void ServeSignalThread::Done() {
+  std::lock_guard lock(mu_);
+  phase_ = Phase::kDone;
+  server_ = nullptr;
 }
 
 }  // namespace ferry

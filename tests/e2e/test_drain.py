@@ -17,13 +17,14 @@ import json
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 import websocket
 
-from conftest import FerryServer, make_repository
+from conftest import FerryServer, ferry_binary, make_repository, write_identity_model
 from drain_load import (CAPACITY_RPS, FrameResult, StreamResult, UnaryLoad, frame_socket, judge_unary,
                         make_drain_repository, readiness_turns, sigterm, stream_generation, submit_jobs,
                         wait_until_jobs_finish)
@@ -193,3 +194,25 @@ def test_connections_opened_before_the_signal_still_get_their_answer(tmp_path):
         if s.alive():
             s.process.kill()
             s.process.wait()
+
+
+def test_sigterm_during_start_up_exits_at_once(tmp_path):
+    # A model that takes 30 s to load: the start waits for it, and a stop signal must not wait too.
+    repo = tmp_path / "models"
+    write_identity_model(repo, "slow_load", [("FP32", [4])], extra="parameters: {load_delay_ms: 30000}")
+    log = tmp_path / "ferry.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([str(ferry_binary()), "serve", "--model-repository", str(repo), "--http-address",
+                              "127.0.0.1", "--http-port", "0", "--data-dir", str(tmp_path / "data")],
+                             stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while "slow_load" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=5) == 1, log.read_text()
+        assert "during start-up" in log.read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
