@@ -75,7 +75,7 @@ def run(name: str, work: Path, seconds: float, jobs: int, streams: int, frames: 
     load.stop()
     for c in clients:
         c.join(timeout=60)
-    verdict = judge_unary(load.outcomes, signal_at, exited.at)
+    verdict = judge_unary(load.outcomes, signal_at)
     last_ok = max((o.ended for o in load.outcomes if o.status == 200), default=signal_at)
 
     again = FerryServer(repo=repo, log_path=root / "ferry-again.log", extra_args=args)

@@ -223,19 +223,22 @@ class UnaryVerdict:
     bad: list[str] = field(default_factory=list)  # anything else
 
 
-def judge_unary(outcomes: list[Outcome], signal_at: float, exited_at: float) -> UnaryVerdict:
+def judge_unary(outcomes: list[Outcome], signal_at: float) -> UnaryVerdict:
     """R17: requests in flight at the signal finish (200); later ones get 503 and Connection: close, or
-    find the listener closed once the drain is over (refused; at the very exit, connections the kernel
-    had accepted are reset). A 503 for a request sent just before the signal is a race the client cannot
-    see (it reached the server after the drain began) and counts as refused."""
+    find the listener closed once the drain is over: refused, or reset when the listener closes with them
+    still in the kernel's backlog, never answered. That is told apart from a failure mid-drain by time:
+    no answer-less end before the server's last answer. A 503 for a request sent just before the signal
+    is a race the client cannot see (it reached the server after the drain began) and counts as
+    refused."""
     v = UnaryVerdict()
+    last_answer = max((o.ended for o in outcomes if o.status is not None), default=signal_at)
     for o in outcomes:
         if o.status == 200:
             v.ok += 1
         elif o.status == 503 and o.close and o.sent > signal_at - 0.05:
             v.refused_503 += 1
         elif o.status is None and o.sent > signal_at and (o.error == "ConnectionRefusedError"
-                                                           or o.ended >= exited_at - 0.25):
+                                                           or o.ended >= last_answer - 0.05):
             v.listener_gone += 1
         else:
             v.bad.append(f"sent {o.sent - signal_at:+.3f}s, ended {o.ended - signal_at:+.3f}s: status {o.status} "

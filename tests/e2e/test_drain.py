@@ -123,7 +123,7 @@ def test_sigterm_at_one_and_a_half_capacity_loses_nothing(tmp_path):
             c.join(timeout=30)
         assert exited.code == 0, s.log_text()
         assert turned is not None and turned < 1.0, turned
-        verdict = judge_unary(load.outcomes, signal_at, exited.at)
+        verdict = judge_unary(load.outcomes, signal_at)
         assert not verdict.bad, verdict.bad[:10]
         assert verdict.ok > 0 and verdict.refused_503 > 0, verdict
         for r in streams:
