@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "common/ascii.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -14,16 +16,10 @@ constexpr std::string_view kExposed =
     "x-ferry-cold-start-ms";
 constexpr int kMaxAgeSeconds = 600;
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Lower case, no trailing slash ("https://app.example.com/" as users paste it), no default port
 // (browsers leave it out of Origin).
 std::string Normalize(std::string_view origin) {
-  std::string s = Lower(origin);
+  std::string s = AsciiLower(origin);
   while (s.ends_with('/')) s.pop_back();
   if ((s.starts_with("https://") && s.ends_with(":443")) || (s.starts_with("http://") && s.ends_with(":80"))) {
     s.erase(s.rfind(':'));

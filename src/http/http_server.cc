@@ -17,6 +17,7 @@
 #include <list>
 #include <unordered_map>
 
+#include "common/ascii.h"
 #include "http/tls_context.h"
 #include "http/websocket_session.h"
 #include "tensor/infer_codec.h"
@@ -578,9 +579,7 @@ HttpRequest ToHttpRequest(const http::header<true, Fields>& req) {
   request.target = std::string(req.target());
   request.headers.reserve(8);
   for (const auto& field : req) {
-    std::string name(field.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    request.headers.emplace_back(std::move(name), std::string(field.value()));
+    request.headers.emplace_back(AsciiLower(field.name_string()), std::string(field.value()));
   }
   return request;
 }

@@ -1,5 +1,7 @@
 #include "http/route_table.h"
 
+#include "common/ascii.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -84,12 +86,6 @@ std::string_view NextSegment(std::string_view path, size_t* pos) {
   return path.substr(start, *pos - start);
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // "host", "host:port", "[v6]", "[v6]:port" -> the host part, lower-cased; empty when malformed.
 std::string HostPart(std::string_view authority) {
   if (authority.starts_with("[")) {
@@ -97,16 +93,16 @@ std::string HostPart(std::string_view authority) {
     if (close == std::string_view::npos) return {};
     const std::string_view rest = authority.substr(close + 1);
     if (!rest.empty() && !rest.starts_with(":")) return {};
-    return Lower(authority.substr(0, close + 1));
+    return AsciiLower(authority.substr(0, close + 1));
   }
   const size_t colon = authority.find(':');
   if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos) return {};
-  return Lower(authority.substr(0, colon));
+  return AsciiLower(authority.substr(0, colon));
 }
 
 bool TrustedHostName(const std::string& host, const std::vector<std::string>& extra_hosts) {
   if (host == "localhost" || host == "127.0.0.1" || host == "[::1]") return true;
-  return std::any_of(extra_hosts.begin(), extra_hosts.end(), [&](const std::string& h) { return Lower(h) == host; });
+  return std::any_of(extra_hosts.begin(), extra_hosts.end(), [&](const std::string& h) { return AsciiLower(h) == host; });
 }
 
 }  // namespace

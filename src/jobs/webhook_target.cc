@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/ascii.h"
+
 namespace ferry {
 namespace {
 
@@ -75,7 +77,7 @@ bool IsHostNameChar(char c) {
 }  // namespace
 
 std::string NormalizeHostName(std::string host) {
-  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+  host = AsciiLower(host);
   while (!host.empty() && host.back() == '.') host.pop_back();
   return host;
 }
@@ -171,8 +173,7 @@ Result<WebhookTarget> CheckWebhookUrl(std::string_view url, const std::vector<Ip
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return bad("expected http://host[:port]/path or https://...");
   WebhookTarget t;
-  t.scheme = std::string(url.substr(0, scheme_end));
-  std::transform(t.scheme.begin(), t.scheme.end(), t.scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  t.scheme = AsciiLower(url.substr(0, scheme_end));
   if (t.scheme != "http" && t.scheme != "https") return bad(fmt::format("scheme '{}' (only http and https)", t.scheme.substr(0, 16)));
   std::string_view rest = url.substr(scheme_end + 3);
   if (rest.find('#') != std::string_view::npos) return bad("it has a fragment");
