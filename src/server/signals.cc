@@ -33,6 +33,23 @@ sigset_t ServeSignals() {
   return set;
 }
 
+// The signal thread unblocks them for itself, so that a thread of ours can always take one.
+void UnblockServeSignals() {
+  const sigset_t set = ServeSignals();
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+// Blocks until one of the signals arrives; returns its number.
+int NextSignal() {
+  unsigned char b = 0;
+  for (;;) {
+    const ssize_t n = ::read(g_pipe[0], &b, 1);
+    if (n == 1) return b;
+    if (n < 0 && errno == EINTR) continue;
+    return SIGTERM;  // the pipe is gone: treat it as a stop
+  }
+}
+
 }  // namespace
 
 Status InstallServeSignals() {
@@ -53,21 +70,6 @@ Status InstallServeSignals() {
   const sigset_t set = ServeSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return Status::Ok();
-}
-
-void UnblockServeSignals() {
-  const sigset_t set = ServeSignals();
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-}
-
-int NextSignal() {
-  unsigned char b = 0;
-  for (;;) {
-    const ssize_t n = ::read(g_pipe[0], &b, 1);
-    if (n == 1) return b;
-    if (n < 0 && errno == EINTR) continue;
-    return SIGTERM;  // the pipe is gone: treat it as a stop
-  }
 }
 
 std::shared_ptr<ServeSignalThread> ServeSignalThread::Start() {

@@ -17,10 +17,6 @@ namespace ferry {
 // Installs the handlers (SA_RESTART) and blocks the three signals in the calling thread, so the
 // threads it starts next inherit the block and never see EINTR from them. Call once, before threads.
 Status InstallServeSignals();
-// Unblocks them in the calling thread (the signal thread does, so that a thread can always take one).
-void UnblockServeSignals();
-// Blocks until one of the signals arrives; returns its number.
-int NextSignal();
 
 class Server;
 
