@@ -63,6 +63,13 @@ def write_identity_model(repo: Path, name: str, inputs, max_batch_size: int = MA
     (repo / name / "config.yaml").write_text("\n".join(lines) + "\n")
 
 
+def identity_body(value: float, batch: bool = False) -> bytes:
+    """An OIP request for a write_identity_model model taking FP32 [4]: INPUT0 filled with `value`,
+    shape [1, 4] for a batching model, [4] for one with max_batch_size 0."""
+    return json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4] if batch else [4],
+                                   "data": [value] * 4}]}).encode()
+
+
 def make_repository(dest: Path) -> Path:
     """examples/models plus identity-backend models: ident_<dtype> ([-1] per row, batched) for every
     datatype, and ident_multi (three inputs of different types, unbatched)."""
@@ -249,6 +256,31 @@ def pytest_runtest_makereport(item, call):
             if server.process is not None:
                 state = "alive" if server.alive() else f"exited {server.process.returncode}"
                 report.sections.append((f"ferry log {server.log_path} ({state})", server.log_text()))
+
+
+def start_and_read_log(args: list[str], wait_for: str, tmp_path: Path, timeout_s: float = 20,
+                       exit_timeout_s: float = 30) -> tuple[int | None, str]:
+    """`ferry serve` on tmp_path/models with its data in tmp_path/data and its log in tmp_path/ferry.log,
+    until `wait_for` shows in the log (or it exits, or timeout_s passes); then SIGTERM, which it must
+    obey within exit_timeout_s. Returns its exit code and log."""
+    log = tmp_path / "ferry.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([str(ferry_binary()), "serve", "--model-repository", str(tmp_path / "models"),
+                              "--data-dir", str(tmp_path / "data"), *args], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and p.poll() is None and wait_for not in log.read_text():
+            time.sleep(0.05)
+    finally:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=exit_timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise AssertionError(f"Ferry did not exit within {exit_timeout_s}s of SIGTERM\n{log.read_text()}")
+    return p.returncode, log.read_text()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import websocket
 
-from conftest import FerryServer, make_repository, write_identity_model
+from conftest import FerryServer, identity_body, make_repository, write_identity_model
 
 SLOW = "drain_slow"    # identity, SLOW_MS per request, SLOW_INSTANCES instances, no batching
 SLOW_MS = 20
@@ -53,10 +53,6 @@ def make_drain_repository(dest: Path) -> Path:
     return repo
 
 
-def infer_body(value: float) -> bytes:
-    return json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4], "data": [value] * 4}]}).encode()
-
-
 @dataclass
 class Outcome:
     sent: float              # monotonic
@@ -81,7 +77,7 @@ class UnaryLoad(threading.Thread):
         sent = time.monotonic()
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=60)
         try:
-            conn.request("POST", f"/v2/models/{SLOW}/infer", body=infer_body(float(i)))
+            conn.request("POST", f"/v2/models/{SLOW}/infer", body=identity_body(float(i)))
             r = conn.getresponse()
             r.read()
             o = Outcome(sent, time.monotonic(), r.status, (r.getheader("Connection") or "").lower() == "close")
@@ -178,7 +174,7 @@ def frame_socket(server: FerryServer, result: FrameResult) -> None:
 def submit_jobs(server: FerryServer, n: int) -> list[str]:
     ids = []
     for i in range(n):
-        body = {"model": SLOW, "request": json.loads(infer_body(float(i)))}
+        body = {"model": SLOW, "request": json.loads(identity_body(float(i)))}
         status, _, data = server.request("POST", "/v1/jobs", json.dumps(body).encode(), timeout=30)
         assert status == 202, data
         ids.append(json.loads(data)["id"])

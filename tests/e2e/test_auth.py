@@ -23,12 +23,10 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ADMIN_KEY, FerryServer, ferry_binary, free_port, write_identity_model
+from conftest import ADMIN_KEY, FerryServer, ferry_binary, free_port, start_and_read_log, write_identity_model
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -229,22 +227,6 @@ def test_without_keys_anyone_lists_models_but_only_the_operator_loads(ferry):
     assert "--admin-key" in error_of(data) and "admin listener" in error_of(data)
     status, _, data = ferry.request("POST", "/v1/schedules", b"{}")
     assert status == 403, data
-
-
-def start_and_read_log(args: list[str], wait_for: str, tmp_path: Path, timeout_s: float = 20) -> tuple[int | None, str]:
-    log = tmp_path / "ferry.log"
-    with open(log, "wb") as out:
-        p = subprocess.Popen([str(ferry_binary()), "serve", "--model-repository", str(tmp_path / "models"),
-                              "--data-dir", str(tmp_path / "data"), *args], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and p.poll() is None and wait_for not in log.read_text():
-            time.sleep(0.05)
-    finally:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(timeout=30)
-    return p.returncode, log.read_text()
 
 
 def test_listening_beyond_loopback_without_keys_warns(tmp_path):

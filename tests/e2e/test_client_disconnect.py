@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import FerryServer, model_metric, wait_for, write_identity_model
+from conftest import FerryServer, identity_body, model_metric, wait_for, write_identity_model
 
 SLOW_MS = 400
 
@@ -35,12 +35,6 @@ def server(tmp_path_factory):
     assert s.stop() == 0, s.log_text()
 
 
-def infer_body(value: float, batch: bool = False) -> bytes:
-    shape = [1, 4] if batch else [4]
-    return json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": shape,
-                                   "data": [value] * 4}]}).encode()
-
-
 def raw_request(path: str, body: bytes, close: bool = False) -> bytes:
     connection = "Connection: close\r\n" if close else ""
     return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{connection}"
@@ -54,7 +48,7 @@ def test_queued_requests_of_clients_that_left_never_run(server, how):
     try:
         for i in range(6):
             sock = socket.create_connection((server.host, server.port), timeout=10)
-            sock.sendall(raw_request("/v2/models/slow/infer", infer_body(float(i))))
+            sock.sendall(raw_request("/v2/models/slow/infer", identity_body(float(i))))
             socks.append(sock)
         assert wait_for(lambda: model_metric(server, "ferry_inference_queue_depth", "slow") == 5, 5.0), \
             model_metric(server, "ferry_inference_queue_depth", "slow")
@@ -63,7 +57,7 @@ def test_queued_requests_of_clients_that_left_never_run(server, how):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
         socks = []
-        status, _, body = server.request("POST", "/v2/models/slow/infer", infer_body(9.0), timeout=10)
+        status, _, body = server.request("POST", "/v2/models/slow/infer", identity_body(9.0), timeout=10)
         assert status == 200, body
         assert json.loads(body)["outputs"][0]["data"] == [9.0] * 4
         # The one running when its client left, and this one; the queued five were dropped.
@@ -80,7 +74,7 @@ def test_sequential_requests_keep_one_connection(server):
     try:
         first = None
         for i in range(20):
-            conn.request("POST", "/v2/models/fast/infer", body=infer_body(float(i), batch=True))
+            conn.request("POST", "/v2/models/fast/infer", body=identity_body(float(i), batch=True))
             resp = conn.getresponse()
             body = resp.read()
             assert resp.status == 200, body
@@ -100,8 +94,8 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 def test_pipelined_requests_are_answered_in_order(server):
-    requests = b"".join(raw_request("/v2/models/fast/infer", infer_body(float(i), batch=True)) for i in range(4))
-    requests += raw_request("/v2/models/fast/infer", infer_body(4.0, batch=True), close=True)
+    requests = b"".join(raw_request("/v2/models/fast/infer", identity_body(float(i), batch=True)) for i in range(4))
+    requests += raw_request("/v2/models/fast/infer", identity_body(4.0, batch=True), close=True)
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(requests)
         received = read_until_closed(sock)
@@ -117,8 +111,8 @@ def test_a_request_split_across_the_answer_of_the_previous_one(server):
     # The next request's first bytes arrive while the previous one runs (the watch reads them), the
     # rest after its answer.
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        second = raw_request("/v2/models/fast/infer", infer_body(2.0, batch=True), close=True)
-        sock.sendall(raw_request("/v2/models/slow/infer", infer_body(1.0)) + second[:10])
+        second = raw_request("/v2/models/fast/infer", identity_body(2.0, batch=True), close=True)
+        sock.sendall(raw_request("/v2/models/slow/infer", identity_body(1.0)) + second[:10])
         time.sleep(0.1)  # the slow request is running
         first = b""
         while b"\r\n\r\n" not in first or len(first.split(b"\r\n\r\n", 1)[1]) < 10:

@@ -17,14 +17,13 @@ import json
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 
 import pytest
 import websocket
 
-from conftest import FerryServer, ferry_binary, make_repository, write_identity_model
+from conftest import FerryServer, make_repository, start_and_read_log, write_identity_model
 from drain_load import (CAPACITY_RPS, FrameResult, StreamResult, UnaryLoad, frame_socket, judge_unary,
                         make_drain_repository, readiness_turns, sigterm, stream_generation, submit_jobs,
                         wait_until_jobs_finish)
@@ -32,15 +31,32 @@ from drain_load import (CAPACITY_RPS, FrameResult, StreamResult, UnaryLoad, fram
 TINY = "tiny_llm"
 
 
-@pytest.fixture
-def server(tmp_path):
-    s = FerryServer(repo=make_repository(tmp_path / "models"), log_path=tmp_path / "ferry.log",
-                    extra_args=["--data-dir", str(tmp_path / "data")])
+def started(tmp_path, repo) -> FerryServer:
+    s = FerryServer(repo=repo, log_path=tmp_path / "ferry.log", extra_args=["--data-dir", str(tmp_path / "data")])
     s.start()
-    yield s
-    if not s.stopped and s.alive():
+    return s
+
+
+def kill_if_alive(s: FerryServer) -> None:
+    if s.alive():
         s.process.kill()
         s.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The example models."""
+    s = started(tmp_path, make_repository(tmp_path / "models"))
+    yield s
+    kill_if_alive(s)
+
+
+@pytest.fixture
+def drain_server(tmp_path):
+    """drain_load's models: the slow one, the frame model, tiny_llm."""
+    s = started(tmp_path, make_drain_repository(tmp_path / "models"))
+    yield s
+    kill_if_alive(s)
 
 
 def test_sigterm_drains_streams_sockets_and_new_work(server):
@@ -99,42 +115,34 @@ def test_sigterm_drains_streams_sockets_and_new_work(server):
     server.stopped = True
 
 
-def test_sigterm_at_one_and_a_half_capacity_loses_nothing(tmp_path):
-    repo = make_drain_repository(tmp_path / "models")
-    args = ["--data-dir", str(tmp_path / "data")]
-    s = FerryServer(repo=repo, log_path=tmp_path / "ferry.log", extra_args=args)
-    s.start()
-    try:
-        jobs = submit_jobs(s, 40)
-        load = UnaryLoad(s, 1.5 * CAPACITY_RPS)
-        load.start()
-        streams = [StreamResult() for _ in range(3)]
-        frames = [FrameResult() for _ in range(2)]
-        clients = [threading.Thread(target=stream_generation, args=(s, 150, r), daemon=True) for r in streams]
-        clients += [threading.Thread(target=frame_socket, args=(s, r), daemon=True) for r in frames]
-        for c in clients:
-            c.start()
-        time.sleep(1.5)
-        exited, signal_at, turned = sigterm(s)
-        exited.join(timeout=60)
-        s.stopped = True
-        load.stop()
-        for c in clients:
-            c.join(timeout=30)
-        assert exited.code == 0, s.log_text()
-        assert turned is not None and turned < 1.0, turned
-        verdict = judge_unary(load.outcomes, signal_at)
-        assert not verdict.bad, verdict.bad[:10]
-        assert verdict.ok > 0 and verdict.refused_503 > 0, verdict
-        for r in streams:
-            assert r.status == 200 and r.done and r.finish_reason == "length" and not r.error, r
-        for r in frames:
-            assert r.answered > 0 and r.close_code == 1001, r
-    finally:
-        if s.alive():
-            s.process.kill()
-            s.process.wait()
-    again = FerryServer(repo=repo, log_path=tmp_path / "ferry-again.log", extra_args=args)
+def test_sigterm_at_one_and_a_half_capacity_loses_nothing(drain_server, tmp_path):
+    s = drain_server
+    jobs = submit_jobs(s, 40)
+    load = UnaryLoad(s, 1.5 * CAPACITY_RPS)
+    load.start()
+    streams = [StreamResult() for _ in range(3)]
+    frames = [FrameResult() for _ in range(2)]
+    clients = [threading.Thread(target=stream_generation, args=(s, 150, r), daemon=True) for r in streams]
+    clients += [threading.Thread(target=frame_socket, args=(s, r), daemon=True) for r in frames]
+    for c in clients:
+        c.start()
+    time.sleep(1.5)
+    exited, signal_at, turned = sigterm(s)
+    exited.join(timeout=60)
+    s.stopped = True
+    load.stop()
+    for c in clients:
+        c.join(timeout=30)
+    assert exited.code == 0, s.log_text()
+    assert turned is not None and turned < 1.0, turned
+    verdict = judge_unary(load.outcomes, signal_at)
+    assert not verdict.bad, verdict.bad[:10]
+    assert verdict.ok > 0 and verdict.refused_503 > 0, verdict
+    for r in streams:
+        assert r.status == 200 and r.done and r.finish_reason == "length" and not r.error, r
+    for r in frames:
+        assert r.answered > 0 and r.close_code == 1001, r
+    again = FerryServer(repo=s.repo, log_path=tmp_path / "ferry-again.log", extra_args=s.extra_args)
     again.start()
     try:
         assert wait_until_jobs_finish(again, jobs, timeout_s=60) == {"succeeded": len(jobs)}
@@ -142,77 +150,49 @@ def test_sigterm_at_one_and_a_half_capacity_loses_nothing(tmp_path):
         assert again.stop() == 0, again.log_text()
 
 
-def test_a_second_sigterm_exits_at_once(tmp_path):
+def test_a_second_sigterm_exits_at_once(drain_server):
     # Under sigwait alone the second signal could land on a thread a library started before main
     # (OpenBLAS's) and kill the process by default action (-15) instead of exiting 1.
-    s = FerryServer(repo=make_drain_repository(tmp_path / "models"), log_path=tmp_path / "ferry.log",
-                    extra_args=["--data-dir", str(tmp_path / "data")])
-    s.start()
-    try:
-        streams = [StreamResult() for _ in range(12)]
-        for r in streams:
-            threading.Thread(target=stream_generation, args=(s, 1020, r), daemon=True).start()
-        time.sleep(0.3)
-        s.process.send_signal(signal.SIGTERM)
-        assert readiness_turns(s, time.monotonic()) is not None  # the drain is under way
-        s.process.send_signal(signal.SIGTERM)
-        assert s.process.wait(timeout=5) == 1, s.log_text()
-        s.stopped = True
-        assert "second signal: exiting without waiting" in s.log_text()
-        assert not all(r.done for r in streams)  # it did not wait for them
-    finally:
-        if s.alive():
-            s.process.kill()
-            s.process.wait()
+    s = drain_server
+    streams = [StreamResult() for _ in range(12)]
+    for r in streams:
+        threading.Thread(target=stream_generation, args=(s, 1020, r), daemon=True).start()
+    time.sleep(0.3)
+    s.process.send_signal(signal.SIGTERM)
+    assert readiness_turns(s, time.monotonic()) is not None  # the drain is under way
+    s.process.send_signal(signal.SIGTERM)
+    assert s.process.wait(timeout=5) == 1, s.log_text()
+    s.stopped = True
+    assert "second signal: exiting without waiting" in s.log_text()
+    assert not all(r.done for r in streams)  # it did not wait for them
 
 
-def test_connections_opened_before_the_signal_still_get_their_answer(tmp_path):
+def test_connections_opened_before_the_signal_still_get_their_answer(drain_server):
     # A drain closes kept-alive connections waiting between requests, but not new ones: their first
     # request may be on its way, and closing them failed it ("closed without response") where it
     # should get its answer (health) or a 503 with Connection: close.
-    s = FerryServer(repo=make_drain_repository(tmp_path / "models"), log_path=tmp_path / "ferry.log",
-                    extra_args=["--data-dir", str(tmp_path / "data")])
-    s.start()
-    try:
-        streams = [StreamResult() for _ in range(4)]  # keep the drain going a while (~0.4 s, more under ASan)
-        for r in streams:
-            threading.Thread(target=stream_generation, args=(s, 400, r), daemon=True).start()
-        fresh = [socket.create_connection((s.host, s.port), timeout=10) for _ in range(6)]
-        time.sleep(0.3)
-        exited, signal_at, turned = sigterm(s)
-        assert turned is not None, s.log_text()
-        for i, sock in enumerate(fresh):
-            path = "/v2/health/live" if i % 2 else "/v2/models/identity/ready"
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            answer = sock.recv(65536)
-            assert answer.startswith(b"HTTP/1.1 200" if i % 2 else b"HTTP/1.1 503"), (path, answer)
-            sock.close()
-        exited.join(timeout=60)
-        s.stopped = True
-        assert exited.code == 0, s.log_text()
-    finally:
-        if s.alive():
-            s.process.kill()
-            s.process.wait()
+    s = drain_server
+    streams = [StreamResult() for _ in range(4)]  # keep the drain going a while (~0.4 s, more under ASan)
+    for r in streams:
+        threading.Thread(target=stream_generation, args=(s, 400, r), daemon=True).start()
+    fresh = [socket.create_connection((s.host, s.port), timeout=10) for _ in range(6)]
+    time.sleep(0.3)
+    exited, signal_at, turned = sigterm(s)
+    assert turned is not None, s.log_text()
+    for i, sock in enumerate(fresh):
+        path = "/v2/health/live" if i % 2 else "/v2/models/identity/ready"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200" if i % 2 else b"HTTP/1.1 503"), (path, answer)
+        sock.close()
+    exited.join(timeout=60)
+    s.stopped = True
+    assert exited.code == 0, s.log_text()
 
 
 def test_sigterm_during_start_up_exits_at_once(tmp_path):
     # A model that takes 30 s to load: the start waits for it, and a stop signal must not wait too.
-    repo = tmp_path / "models"
-    write_identity_model(repo, "slow_load", [("FP32", [4])], extra="parameters: {load_delay_ms: 30000}")
-    log = tmp_path / "ferry.log"
-    with open(log, "wb") as out:
-        p = subprocess.Popen([str(ferry_binary()), "serve", "--model-repository", str(repo), "--http-address",
-                              "127.0.0.1", "--http-port", "0", "--data-dir", str(tmp_path / "data")],
-                             stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while "slow_load" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(timeout=5) == 1, log.read_text()
-        assert "during start-up" in log.read_text()
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    write_identity_model(tmp_path / "models", "slow_load", [("FP32", [4])], extra="parameters: {load_delay_ms: 30000}")
+    code, text = start_and_read_log(["--http-address", "127.0.0.1", "--http-port", "0"], "slow_load", tmp_path,
+                                    exit_timeout_s=5)
+    assert code == 1 and "during start-up" in text, (code, text)
